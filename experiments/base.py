@@ -1,0 +1,69 @@
+"""Base config: every key a run may use, with BERT's defaults. Experiments give deltas.
+
+  prelm train --config experiments/base.py --workdir /tmp/run
+"""
+import ml_collections
+
+
+def get_config(arg=None):
+  del arg
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.model = ml_collections.ConfigDict()
+  config.model.encoder = "transformer"   # transformer | lstm (the baseline)
+  config.model.num_layers = 12
+  config.model.hidden_size = 768
+  config.model.num_heads = 12
+  config.model.mlp_dim = 3072
+  config.model.max_position_embeddings = 512
+  config.model.type_vocab_size = 2
+  config.model.dropout_rate = 0.1
+  config.model.attention_dropout_rate = 0.1
+  config.model.pre_ln = False            # BERT is post-LN
+  config.model.initializer_range = 0.02
+  config.model.layer_norm_eps = 1e-12
+  config.model.dtype = "float32"         # compute dtype
+  config.model.param_dtype = "float32"
+
+  config.data = ml_collections.ConfigDict()
+  config.data.dataset = "pydocs"         # a TFDS builder name
+  config.data.tfds_data_dir = ""         # "" -> TFDS default (~/tensorflow_datasets)
+  config.data.vocab_size = 30522
+  config.data.lowercase = True
+  config.data.max_seq_len = 128
+  config.data.short_seq_prob = 0.1       # BERT: sometimes use a shorter target length
+  config.data.nsp_random_prob = 0.5      # P(segment B comes from another document)
+  config.data.mask_prob = 0.15
+  config.data.mask_token_prob = 0.8      # of the selected: -> [MASK]
+  config.data.random_token_prob = 0.1    # of the selected: -> random token (rest kept)
+  config.data.max_predictions_per_seq = 20
+
+  config.train = ml_collections.ConfigDict()
+  config.train.num_steps = 1000
+  config.train.batch_size = 64
+  config.train.log_every = 50
+  config.train.eval_every = 500
+  config.train.checkpoint_every = 500
+  config.train.keep_checkpoints = 3
+  config.train.eval_batch_size = 64
+  # Printed with the model's top-5 guesses at the end of `prelm train`.
+  config.train.fill_mask_prompts = ("return the [MASK] of the function.",
+                                    "the [MASK] of the list is changed.")
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.learning_rate = 1e-4
+  config.optim.warmup_steps = 100
+  config.optim.decay = "linear"          # linear | cosine | constant
+  config.optim.end_learning_rate_fraction = 0.0
+  config.optim.weight_decay = 0.01
+  config.optim.b1 = 0.9
+  config.optim.b2 = 0.999
+  config.optim.eps = 1e-6
+  config.optim.grad_clip_norm = 1.0
+
+  config.mesh = ml_collections.ConfigDict()
+  config.mesh.data = -1                  # -1: all devices not used by the other axes
+  config.mesh.fsdp = 1
+  config.mesh.tensor = 1
+  return config

@@ -1,0 +1,72 @@
+"""Notebook helpers: load a run's model on one CPU device, fill in [MASK]s."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from prelm_jax import checkpointing
+from prelm_jax import optim
+from prelm_jax import sharding
+from prelm_jax import train
+from prelm_jax.data import tokenizer as tokenizer_lib
+from prelm_jax.model import pretraining
+
+MASK = "[MASK]"
+
+
+def encode_with_masks(tokenizer, text):
+  """[CLS] text [SEP] with every literal "[MASK]" turned into the mask token id."""
+  ids = [tokenizer.cls_id]
+  pieces = text.split(MASK)
+  for i, piece in enumerate(pieces):
+    if piece.strip():
+      ids.extend(tokenizer.encode_lines([piece])[0])
+    if i < len(pieces) - 1:
+      ids.append(tokenizer.mask_id)
+  ids.append(tokenizer.sep_id)
+  return ids
+
+
+def fill_mask(model, params, tokenizer, text, top_k=5):
+  """Top-k tokens for each [MASK] in `text`: a list (one per mask) of (token, prob)."""
+  ids = encode_with_masks(tokenizer, text)
+  positions = [i for i, t in enumerate(ids) if t == tokenizer.mask_id]
+  if not positions:
+    raise ValueError(f"no {MASK} in {text!r}")
+  input_ids = jnp.asarray([ids], jnp.int32)
+  mlm_logits, _ = model.apply(
+      {"params": params}, input_ids, jnp.zeros_like(input_ids), jnp.ones_like(input_ids),
+      jnp.asarray([positions], jnp.int32), deterministic=True)
+  probs = np.asarray(jax.nn.softmax(mlm_logits[0].astype(jnp.float32), axis=-1))
+  out = []
+  for row in probs:
+    best = np.argsort(-row)[:top_k]
+    out.append([(tokenizer.id_to_token(int(i)), float(row[i])) for i in best])
+  return out
+
+
+def load_run(workdir, step=None):
+  """(config, model, params, tokenizer) of a run, restored onto one local device.
+
+  Works on a laptop for a run trained on any mesh: orbax restores onto the target
+  shardings given here, a one-device mesh.
+  """
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  tokenizer = tokenizer_lib.load_wordpiece(os.path.join(workdir, "vocab.txt"),
+                                           config.data.lowercase)
+  model = pretraining.build_model(config.model, tokenizer.vocab_size)
+  tx, _ = optim.make_optimizer(config.optim, config.train.num_steps)
+  config.mesh.update(data=1, fsdp=1, tensor=1)
+  mesh = sharding.create_mesh(config.mesh, devices=jax.local_devices()[:1])
+  mngr = checkpointing.manager(os.path.join(workdir, "checkpoints"),
+                               config.train.keep_checkpoints, read_only=True)
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
+  abstract, _, _ = train.abstract_state_and_shardings(model, tx, config, mesh)
+  state, _ = checkpointing.restore(mngr, step, abstract)
+  return config, model, state.params, tokenizer

@@ -1,0 +1,40 @@
+"""orbax-checkpoint: save every M steps (async), keep the last k, restore onto any mesh.
+
+A checkpoint holds two items: `state` (params, optimizer state, step, RNG) and `meta`
+(JSON: the step and the input pipeline's position). The pipeline is random-access by
+step, so its position is the step itself; it is stored anyway so that a reader need not
+know that.
+"""
+import jax
+import orbax.checkpoint as ocp
+
+
+def manager(workdir_checkpoints, keep, *, read_only=False):
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, enable_async_checkpointing=not read_only, create=not read_only,
+      read_only=read_only)
+  return ocp.CheckpointManager(workdir_checkpoints, options=options)
+
+
+def save(mngr, state, *, data_position):
+  """Starts an async save of `state` unless this step is already saved (never overwrite)."""
+  step = int(jax.device_get(state.step))
+  if step in mngr.all_steps():
+    return False
+  return mngr.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      meta=ocp.args.JsonSave({"step": step, "data_position": int(data_position)})))
+
+
+def abstract_like(tree, shardings):
+  """ShapeDtypeStructs with target shardings: what orbax needs to restore onto a mesh."""
+  return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+def restore(mngr, step, abstract_state):
+  """Restores (state, meta) at `step` onto the shardings carried by `abstract_state`."""
+  restored = mngr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract_state),
+      meta=ocp.args.JsonRestore()))
+  return restored.state, restored.meta

@@ -1,0 +1,50 @@
+"""Loads a text corpus from a TFDS builder (prepared on first use) as a list of strings."""
+from absl import logging
+import tensorflow_datasets as tfds
+
+# Importing the module registers the "pydocs" builder with tfds.
+from prelm_jax.data import pydocs  # pylint: disable=unused-import
+
+
+def _as_str(value):
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def load_documents(name, split, data_dir=None):
+  """Returns the texts of one split of a TFDS dataset with `text`/`source` features.
+
+  This is the only place data is built: an unprepared dataset is prepared into
+  `data_dir` first. Reading goes through `as_data_source()` (ArrayRecord, no
+  TensorFlow), whose record order is shuffled, so documents are sorted by `source`.
+
+  Args:
+    name: a registered TFDS builder name, e.g. "pydocs" (or "pydocs/py3.11").
+    split: a split name, e.g. "train" or "validation".
+    data_dir: the TFDS data directory; None or "" for the TFDS default.
+
+  Returns:
+    The documents' texts, in a deterministic order.
+  """
+  try:
+    builder = tfds.builder(name, data_dir=data_dir or None)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise ValueError(
+        f"Unknown dataset {name!r}: set config.data.dataset to a registered TFDS "
+        f"builder with text/source features, e.g. 'pydocs'.") from e
+  if not builder.is_prepared():
+    logging.info("Preparing TFDS dataset %s into %s (first use).",
+                 builder.info.full_name, builder.data_dir)
+    builder.download_and_prepare()
+  sources = builder.as_data_source()
+  if split not in sources:
+    raise ValueError(f"Dataset {name!r} has no split {split!r}; it has "
+                     f"{sorted(sources)}: pick one of those.")
+  source = sources[split]
+  records = source.__getitems__(range(len(source))) if len(source) else []
+  pairs = sorted((_as_str(r["source"]), _as_str(r["text"])) for r in records)
+  texts = [text for _, text in pairs if text.strip()]
+  if not texts:
+    raise ValueError(
+        f"Split {split!r} of dataset {name!r} in {builder.data_dir} has no usable "
+        f"text: delete that directory to rebuild it, or use a non-empty split.")
+  return texts

@@ -1,0 +1,212 @@
+"""BERT's example construction, pure numpy: NSP sentence pairs and 80/10/10 masking.
+
+Follows google-research/bert create_pretraining_data.py, with two changes:
+  * masking is dynamic (drawn each time an example is produced, as in RoBERTa) rather
+    than fixed once per duplicate of the corpus;
+  * every chunk has >= 2 sentences, so an IsNext pair always has a true continuation
+    and the NSP labels are an honest coin flip (BERT forces NotNext for 1-sentence
+    chunks).
+
+A document is a sequence of sentences; a sentence is a 1-D array of token ids.
+"""
+import numpy as np
+
+IS_NEXT = 0       # BERT's convention: label 0 = B follows A in the same document
+NOT_NEXT = 1      # label 1 = B is from a random other document
+
+
+def chunk_document(sentence_lengths, rng, *, max_num_tokens, short_seq_prob):
+  """Cuts one document into chunks of consecutive sentences, as BERT does.
+
+  A chunk is closed once it has >= 2 sentences and >= target tokens; a last lone
+  sentence joins the previous chunk. The target is max_num_tokens, or with
+  probability short_seq_prob a random length in [2, max_num_tokens] (drawn once per
+  document, like BERT), so the model also sees short sequences.
+
+  Args:
+    sentence_lengths: token counts of the document's sentences, in order.
+    rng: a numpy Generator.
+    max_num_tokens: max_seq_len - 3 (room for [CLS] and two [SEP]).
+    short_seq_prob: probability of a shorter target.
+
+  Returns:
+    A list of (first_sentence, end_sentence, target_length); empty if the document
+    has fewer than 2 sentences.
+  """
+  n = len(sentence_lengths)
+  if n < 2:
+    return []
+  target = max_num_tokens
+  if rng.random() < short_seq_prob:
+    target = int(rng.integers(2, max_num_tokens + 1))
+  chunks = []
+  start, length = 0, 0
+  for i, sentence_length in enumerate(sentence_lengths):
+    length += sentence_length
+    if i + 1 - start >= 2 and length >= target:
+      chunks.append((start, i + 1, target))
+      start, length = i + 1, 0
+  if start < n:
+    if n - start >= 2 or not chunks:
+      chunks.append((start, n, target))
+    else:  # A lone trailing sentence cannot form a pair: extend the previous chunk.
+      chunks[-1] = (chunks[-1][0], n, target)
+  return chunks
+
+
+def _concat(sentences):
+  if not sentences:
+    return np.zeros((0,), np.int32)
+  return np.concatenate(sentences).astype(np.int32, copy=False)
+
+
+def create_pair(documents, doc_index, chunk, rng, *, nsp_random_prob):
+  """Draws segments A and B from one chunk (before truncation).
+
+  Args:
+    documents: all documents (a random B comes from one other than doc_index).
+    doc_index: the document the chunk belongs to.
+    chunk: (first_sentence, end_sentence, target_length) from chunk_document.
+    rng: a numpy Generator.
+    nsp_random_prob: probability that B is taken from another document.
+
+  Returns:
+    (tokens_a, tokens_b, nsp_label) with nsp_label IS_NEXT or NOT_NEXT.
+  """
+  first, end, target = chunk
+  sentences = documents[doc_index][first:end]
+  if len(sentences) < 2:
+    raise ValueError(f"A chunk needs >= 2 sentences, got {len(sentences)}.")
+  a_end = int(rng.integers(1, len(sentences)))  # A gets 1..n-1 sentences
+  tokens_a = _concat(sentences[:a_end])
+  if rng.random() >= nsp_random_prob:
+    return tokens_a, _concat(sentences[a_end:]), IS_NEXT
+  if len(documents) < 2:
+    raise ValueError("A random segment B needs at least 2 documents.")
+  other = int(rng.integers(0, len(documents) - 1))
+  other += other >= doc_index  # uniform over the documents except doc_index
+  random_doc = documents[other]
+  # Like BERT: from a random sentence on, take sentences until B reaches its share
+  # of the target (at least one sentence).
+  target_b = target - len(tokens_a)
+  start = int(rng.integers(0, len(random_doc)))
+  end_b, length = start, 0
+  while end_b < len(random_doc):
+    length += len(random_doc[end_b])
+    end_b += 1
+    if length >= target_b:
+      break
+  return tokens_a, _concat(random_doc[start:end_b]), NOT_NEXT
+
+
+def truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
+  """Trims the pair to <= max_num_tokens in total, as BERT's truncate_seq_pair.
+
+  BERT removes one token at a time from the currently longer segment (B on ties),
+  from the front or the back with probability 1/2 each. The counts that loop
+  produces are computed in closed form here, and the front/back split of each
+  segment's removals is Binomial(count, 1/2): the same distribution, without a
+  Python loop over tokens.
+
+  Args:
+    tokens_a, tokens_b: 1-D token arrays, each non-empty.
+    max_num_tokens: the budget for A and B together (>= 2).
+    rng: a numpy Generator.
+
+  Returns:
+    (tokens_a, tokens_b) as slices of the inputs.
+  """
+  len_a, len_b = len(tokens_a), len(tokens_b)
+  excess = len_a + len_b - max_num_tokens
+  if excess <= 0:
+    return tokens_a, tokens_b
+  cut_a = min(excess, max(len_a - len_b, 0))
+  cut_b = min(excess, max(len_b - len_a, 0))
+  rest = excess - cut_a - cut_b  # trimmed alternately from equal lengths, B first
+  cut_a += rest // 2
+  cut_b += rest - rest // 2
+  front_a, front_b = rng.binomial([cut_a, cut_b], 0.5)
+  return (tokens_a[front_a:len_a - (cut_a - front_a)],
+          tokens_b[front_b:len_b - (cut_b - front_b)])
+
+
+def pack_pair(tokens_a, tokens_b, *, max_seq_len, cls_id, sep_id, pad_id):
+  """Lays out `[CLS] A [SEP] B [SEP]` padded to max_seq_len.
+
+  Args:
+    tokens_a, tokens_b: 1-D token arrays with len(A) + len(B) <= max_seq_len - 3.
+    max_seq_len: the output length.
+    cls_id, sep_id, pad_id: special token ids.
+
+  Returns:
+    (input_ids, token_type_ids, attention_mask, special_mask): int32 [L] arrays
+    except special_mask (bool [L]: [CLS], [SEP] and padding, never masked).
+  """
+  len_a, len_b = len(tokens_a), len(tokens_b)
+  used = len_a + len_b + 3
+  if used > max_seq_len:
+    raise ValueError(f"A+B has {len_a + len_b} tokens; max is {max_seq_len - 3}.")
+  input_ids = np.full((max_seq_len,), pad_id, np.int32)
+  input_ids[0] = cls_id
+  input_ids[1:1 + len_a] = tokens_a
+  input_ids[1 + len_a] = sep_id
+  input_ids[2 + len_a:2 + len_a + len_b] = tokens_b
+  input_ids[used - 1] = sep_id
+  token_type_ids = np.zeros((max_seq_len,), np.int32)
+  token_type_ids[2 + len_a:used] = 1  # B and its closing [SEP]
+  attention_mask = np.zeros((max_seq_len,), np.int32)
+  attention_mask[:used] = 1
+  special_mask = np.ones((max_seq_len,), bool)
+  special_mask[1:1 + len_a] = False
+  special_mask[2 + len_a:2 + len_a + len_b] = False
+  return input_ids, token_type_ids, attention_mask, special_mask
+
+
+def mask_tokens(token_ids, special_mask, rng, *, mask_prob, mask_token_prob,
+                random_token_prob, max_predictions, mask_id, random_token_low,
+                random_token_high):
+  """BERT's masked-LM corruption of one sequence.
+
+  Selects min(max_predictions, max(1, round(n * mask_prob))) of the n candidate
+  positions (those with special_mask False); of those, mask_token_prob become
+  [MASK], random_token_prob a random token in [random_token_low, random_token_high),
+  and the rest keep their token.
+
+  Args:
+    token_ids: int [L] token ids.
+    special_mask: bool [L], True where a position may not be selected ([CLS],
+      [SEP], padding).
+    rng: a numpy Generator.
+    mask_prob, mask_token_prob, random_token_prob: the rates above.
+    max_predictions: P, the padded length of the prediction arrays.
+    mask_id: the [MASK] id.
+    random_token_low, random_token_high: the range of random replacement tokens
+      (e.g. [5, vocab_size): never a special token).
+
+  Returns:
+    (input_ids int32 [L], positions int32 [P], labels int32 [P], weights float32 [P]):
+    the corrupted ids, the selected positions in increasing order, the original
+    tokens there, and 1.0 per real prediction; all padded with 0.
+  """
+  token_ids = np.asarray(token_ids, np.int32)
+  candidates = np.flatnonzero(~np.asarray(special_mask, bool))
+  num = 0
+  if len(candidates):
+    # Python's round(), as BERT's int(round(...)).
+    num = min(max_predictions, max(1, int(round(len(candidates) * mask_prob))))
+  chosen = np.sort(rng.choice(candidates, size=num, replace=False))
+  labels = token_ids[chosen]
+  action = rng.random(num)
+  replace_mask = action < mask_token_prob
+  replace_random = ~replace_mask & (action < mask_token_prob + random_token_prob)
+  input_ids = token_ids.copy()
+  input_ids[chosen[replace_mask]] = mask_id
+  input_ids[chosen[replace_random]] = rng.integers(
+      random_token_low, random_token_high, size=int(replace_random.sum()))
+  positions = np.zeros((max_predictions,), np.int32)
+  positions[:num] = chosen
+  padded_labels = np.zeros((max_predictions,), np.int32)
+  padded_labels[:num] = labels
+  weights = np.zeros((max_predictions,), np.float32)
+  weights[:num] = 1.0
+  return input_ids, positions, padded_labels, weights

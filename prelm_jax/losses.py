@@ -1,0 +1,51 @@
+"""Pre-training losses as sums and weights, so they add up across batches.
+
+Each function returns dict(loss_sum, correct_sum, weight_sum) of float32
+scalars. Summing these over micro-batches, devices or eval batches and then
+dividing (loss_sum / weight_sum, correct_sum / weight_sum) gives the exact
+mean over real examples, which per-batch means would not.
+"""
+import jax.numpy as jnp
+import optax
+
+
+def _weighted_sums(logits, labels, weights):
+  logits = logits.astype(jnp.float32)
+  weights = weights.astype(jnp.float32)
+  # Padding slots may hold any label (-1, V, ...): an out-of-range label gives
+  # a NaN cross-entropy, and NaN * 0 is NaN, so point them at class 0.
+  labels = jnp.where(weights > 0, labels, 0)
+  xent = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  correct = jnp.argmax(logits, axis=-1) == labels
+  return dict(
+      loss_sum=jnp.sum(xent * weights),
+      correct_sum=jnp.sum(correct * weights),
+      weight_sum=jnp.sum(weights))
+
+
+def mlm_loss(logits, labels, weights):
+  """Masked-LM cross-entropy and accuracy at the masked positions.
+
+  Args:
+    logits: [B, P, V] scores at the P prediction slots.
+    labels: int [B, P] original token ids.
+    weights: [B, P], 1 for a real masked position, 0 for padding slots.
+
+  Returns:
+    dict(loss_sum, correct_sum, weight_sum) of float32 scalars.
+  """
+  return _weighted_sums(logits, labels, weights)
+
+
+def nsp_loss(logits, labels, weights):
+  """Next-sentence-prediction cross-entropy and accuracy.
+
+  Args:
+    logits: [B, 2].
+    labels: int [B], 0 = B follows A, 1 = B is random (BERT's convention).
+    weights: [B], 0 for padding examples (e.g. a short last eval batch).
+
+  Returns:
+    dict(loss_sum, correct_sum, weight_sum) of float32 scalars.
+  """
+  return _weighted_sums(logits, labels, weights)

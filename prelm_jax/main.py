@@ -1,0 +1,88 @@
+"""The `prelm` command.
+
+  prelm train --config experiments/bert_tiny_pydocs.py --workdir runs/tiny \
+      [--config.train.num_steps=2000 ...] [--allow_config_change]
+
+`--config` takes a path (config_flags conventions, `path.py:arg`) or an experiment name.
+"""
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment: experiments/<name>.py[:arg] or just <name>.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (resumed if it has checkpoints).")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "Resume a workdir whose model/data config differs.")
+
+COMMANDS = ("train",)
+
+
+def fail(message):
+  print(f"prelm: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_flags(argv):
+  """absl parsing, with config mistakes reported in one line instead of a traceback."""
+  from prelm_jax import registry  # pylint: disable=g-import-not-at-top
+  argv = list(argv)
+  for i, arg in enumerate(argv):
+    try:
+      if arg == "--config" and i + 1 < len(argv):
+        argv[i + 1] = registry.resolve(argv[i + 1])
+      elif arg.startswith("--config="):
+        argv[i] = "--config=" + registry.resolve(arg.split("=", 1)[1])
+    except ValueError as e:
+      fail(e)
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(e)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    # ml_collections raises these for an override of a key the config does not have.
+    detail = " ".join(str(e).replace("\\n", " ").replace("\n", " ").split())
+    fail(f"bad --config override ({detail}); every key is listed in experiments/base.py")
+
+
+def main(argv):
+  command = argv[1:]
+  if command != ["train"]:
+    fail(f"expected one command from {COMMANDS}, got {command or 'none'}; "
+         "e.g. prelm train --config bert_tiny_pydocs --workdir runs/tiny")
+  if _CONFIG.value is None:
+    fail("--config is required, e.g. --config experiments/bert_tiny_pydocs.py")
+  from prelm_jax import train, workdir, sharding  # pylint: disable=g-import-not-at-top
+  try:
+    result = train.run(_CONFIG.value, _WORKDIR.value,
+                       allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+  except (workdir.WorkdirError, sharding.MeshError, train.ConfigError) as e:
+    fail(e)
+  print_summary(result, _CONFIG.value.train.fill_mask_prompts)
+
+
+def print_summary(result, prompts):
+  """What a researcher wants after a run: held-out accuracy, predictions, where things are."""
+  from prelm_jax import analysis  # pylint: disable=g-import-not-at-top
+  m = result.final_metrics
+  print(f"\nValidation after {m['step']} steps (held-out pydocs text): "
+        f"MLM accuracy {m['mlm_accuracy']:.4f}, NSP accuracy {m['nsp_accuracy']:.4f}, "
+        f"loss {m['loss']:.4f}")
+  for prompt in prompts:
+    for i, top in enumerate(analysis.fill_mask(result.model, result.state.params,
+                                               result.tokenizer, prompt)):
+      guesses = ", ".join(f"{tok} ({p:.2f})" for tok, p in top)
+      print(f"  {prompt!r} [MASK {i + 1}] -> {guesses}")
+  print(f"Checkpoints: {result.workdir}/checkpoints")
+  print(f"TensorBoard: tensorboard --logdir {result.workdir}/tensorboard")
+  print(f"Metrics:     {result.workdir}/metrics.jsonl, {result.workdir}/final_metrics.json")
+
+
+def cli():
+  app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  cli()

@@ -1,0 +1,42 @@
+"""Metric outputs of a run: metrics.jsonl (one JSON object a line) and TensorBoard events.
+
+Only process 0 writes; the other processes get a writer that does nothing.
+"""
+import json
+import os
+
+import jax
+import tensorboardX
+
+
+class MetricsWriter:
+  """Appends `{"step", "split", <metrics>}` to metrics.jsonl and mirrors it to TensorBoard."""
+
+  def __init__(self, workdir, *, enabled=None):
+    self.enabled = jax.process_index() == 0 if enabled is None else enabled
+    self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
+    self.tensorboard_dir = os.path.join(workdir, "tensorboard")
+    self._tb = tensorboardX.SummaryWriter(self.tensorboard_dir) if self.enabled else None
+
+  def write(self, step, split, metrics):
+    if not self.enabled:
+      return
+    record = {"step": int(step), "split": split, **{k: float(v) for k, v in metrics.items()}}
+    with open(self.jsonl_path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    for name, value in metrics.items():
+      self._tb.add_scalar(f"{split}/{name}", float(value), int(step))
+    self._tb.flush()
+
+  def close(self):
+    if self._tb is not None:
+      self._tb.close()
+
+
+def write_json(path, obj):
+  """Writes JSON atomically: a reader never sees a half-written file."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)

@@ -1,0 +1,73 @@
+"""EncoderConfig: the hashable, validated form of config.model.
+
+Flax module attributes must be hashable, and a ConfigDict is not, so
+build_model converts config.model into this frozen dataclass once.
+"""
+import dataclasses
+
+import jax.numpy as jnp
+
+ENCODERS = ('transformer', 'lstm')
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+  """Dimensions and options of an encoder; field names match config.model."""
+  vocab_size: int
+  encoder: str = 'transformer'
+  num_layers: int = 12
+  hidden_size: int = 768
+  num_heads: int = 12
+  mlp_dim: int = 3072
+  max_position_embeddings: int = 512
+  type_vocab_size: int = 2
+  dropout_rate: float = 0.1
+  attention_dropout_rate: float = 0.1
+  pre_ln: bool = False
+  initializer_range: float = 0.02
+  layer_norm_eps: float = 1e-12
+  dtype: str = 'float32'  # compute dtype
+  param_dtype: str = 'float32'
+
+  def __post_init__(self):
+    if self.encoder not in ENCODERS:
+      raise ValueError(f'Unknown config.model.encoder {self.encoder!r}; '
+                       f'known: {", ".join(ENCODERS)}.')
+    if self.encoder == 'transformer' and self.hidden_size % self.num_heads:
+      raise ValueError(f'hidden_size {self.hidden_size} is not divisible by '
+                       f'num_heads {self.num_heads}.')
+    if self.encoder == 'lstm' and self.hidden_size % 2:
+      # Each direction of the bidirectional LSTM gets half the hidden size.
+      raise ValueError(f'The lstm encoder needs an even hidden_size, got '
+                       f'{self.hidden_size}.')
+    for name in ('dtype', 'param_dtype'):
+      jnp.dtype(getattr(self, name))  # Fails early on a typo like 'bf16'.
+
+  @property
+  def compute_dtype(self):
+    return jnp.dtype(self.dtype)
+
+  @property
+  def params_dtype(self):
+    return jnp.dtype(self.param_dtype)
+
+  @property
+  def head_dim(self):
+    return self.hidden_size // self.num_heads
+
+  @classmethod
+  def from_config(cls, model_cfg, vocab_size):
+    """Builds an EncoderConfig from a config.model ConfigDict (or any mapping).
+
+    Args:
+      model_cfg: config.model; keys that are not fields here are ignored.
+      vocab_size: size of the tokenizer's vocabulary (lives in config.data).
+
+    Returns:
+      An EncoderConfig.
+    """
+    names = [f.name for f in dataclasses.fields(cls) if f.name != 'vocab_size']
+    missing = [n for n in names if n not in model_cfg]
+    if missing:
+      raise KeyError(f'config.model lacks {missing}.')
+    return cls(vocab_size=int(vocab_size), **{n: model_cfg[n] for n in names})

@@ -1,0 +1,77 @@
+"""BertForPreTraining (encoder + MLM + NSP heads) and build_model."""
+import flax.linen as nn
+
+from prelm_jax.model import encoder as encoder_lib
+from prelm_jax.model import heads
+from prelm_jax.model import lstm
+from prelm_jax.model.config import EncoderConfig
+
+
+def build_encoder(config):
+  """Returns the encoder module named 'encoder' that config.encoder selects."""
+  if config.encoder == 'transformer':
+    return encoder_lib.BertEncoder(config, name='encoder')
+  if config.encoder == 'lstm':
+    return lstm.LstmEncoder(config, name='encoder')
+  raise ValueError(f'Unknown encoder {config.encoder!r}; '
+                   'known: transformer, lstm.')
+
+
+class BertForPreTraining(nn.Module):
+  """An encoder with BERT's two pre-training heads.
+
+  The encoder's params live at params['encoder'], so fine-tuning can load
+  them alone and call `apply(..., method=BertForPreTraining.encode)`.
+
+  Attributes:
+    config: an EncoderConfig; config.encoder picks transformer or lstm.
+  """
+  config: EncoderConfig
+
+  def setup(self):
+    self.encoder = build_encoder(self.config)
+    self.mlm_head = heads.MlmHead(self.config)
+    self.nsp_head = heads.NspHead(self.config)
+
+  def encode(self, input_ids, token_type_ids, attention_mask, *,
+             deterministic=True):
+    """Returns the encoder's (sequence_output [B, L, H], pooled [B, H])."""
+    return self.encoder(input_ids, token_type_ids, attention_mask,
+                        deterministic=deterministic)
+
+  def __call__(self, input_ids, token_type_ids, attention_mask, mlm_positions,
+               *, deterministic=True):
+    """Runs the encoder and both heads.
+
+    Args:
+      input_ids: int [B, L].
+      token_type_ids: int [B, L].
+      attention_mask: [B, L], 1 at real tokens, 0 at (trailing) padding.
+      mlm_positions: int [B, P], positions whose tokens are predicted.
+      deterministic: disables dropout when True; training passes False and a
+        'dropout' rng.
+
+    Returns:
+      (mlm_logits float32 [B, P, V], nsp_logits float32 [B, 2]).
+    """
+    sequence_output, pooled = self.encode(
+        input_ids, token_type_ids, attention_mask, deterministic=deterministic)
+    mlm_logits = self.mlm_head(sequence_output, mlm_positions,
+                               self.encoder.word_table())
+    return mlm_logits, self.nsp_head(pooled)
+
+
+def build_model(model_cfg, vocab_size):
+  """Builds the pre-training model that config.model describes.
+
+  Args:
+    model_cfg: config.model (a ConfigDict); see experiments/base.py.
+    vocab_size: the tokenizer's vocabulary size (config.data.vocab_size).
+
+  Returns:
+    A BertForPreTraining (an nn.Module) holding a frozen EncoderConfig.
+
+  Raises:
+    ValueError: for an unknown model_cfg.encoder or inconsistent dimensions.
+  """
+  return BertForPreTraining(EncoderConfig.from_config(model_cfg, vocab_size))

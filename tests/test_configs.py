@@ -1,0 +1,49 @@
+"""Every experiment config loads, and the command line reports config mistakes in one line."""
+import subprocess
+import sys
+
+import pytest
+
+from prelm_jax import registry
+from ml_collections import config_flags
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_experiment_loads(name):
+  config = config_flags.config_flags._LoadConfigModule(  # pylint: disable=protected-access
+      name, registry.resolve(name)).get_config()
+  for key in ("seed", "train.num_steps", "train.batch_size", "train.log_every",
+              "train.eval_every", "train.checkpoint_every"):
+    section = config
+    for part in key.split("."):
+      section = section[part]
+  assert config.data.max_seq_len <= config.model.max_position_embeddings
+
+
+def test_registry_resolves_names_and_rejects_unknown():
+  assert registry.resolve("bert_tiny_pydocs").endswith("experiments/bert_tiny_pydocs.py")
+  assert registry.resolve("experiments/x.py:arg") == "experiments/x.py:arg"
+  with pytest.raises(ValueError, match="unknown experiment 'nope'.*bert_tiny_pydocs"):
+    registry.resolve("nope")
+
+
+def run_cli(*args):
+  return subprocess.run([sys.executable, "-m", "prelm_jax.main", *args],
+                        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--config.train.nmu_steps=5"], "bad --config override"),
+    (["--config.train.num_steps=abc"], "num_steps"),
+    (["--workdir="], "--workdir is empty"),
+    (["--workdir=/etc/passwd/run"], "is not writable"),
+])
+def test_cli_errors_are_one_line(args, expected, tmp_path):
+  argv = ["train", "--config", "bert_tiny_pydocs", f"--workdir={tmp_path}/w", *args]
+  proc = run_cli(*argv)
+  assert proc.returncode == 2, proc.stderr
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert any(expected in l for l in lines), proc.stderr
+  assert "Traceback" not in proc.stderr
+  error_lines = [l for l in lines if l.startswith(("prelm: error", "FATAL"))]
+  assert len(error_lines) == 1, proc.stderr

@@ -1,0 +1,50 @@
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from experiments import base
+from prelm_jax import optim
+
+
+def optim_cfg(**overrides):
+  cfg = base.get_config().optim
+  cfg.update(overrides)
+  return cfg
+
+
+def test_linear_warmup_then_linear_decay():
+  schedule = optim.make_schedule(optim_cfg(learning_rate=1.0, warmup_steps=10), 110)
+  np.testing.assert_allclose([schedule(s) for s in (0, 5, 10, 60, 110)],
+                             [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)
+
+
+def test_cosine_decay_and_unknown_decay():
+  schedule = optim.make_schedule(optim_cfg(learning_rate=2.0, warmup_steps=0, decay="cosine"), 100)
+  np.testing.assert_allclose([schedule(0), schedule(50), schedule(100)], [2.0, 1.0, 0.0], atol=1e-5)
+  with pytest.raises(ValueError, match="config.optim.decay='step'"):
+    optim.make_schedule(optim_cfg(decay="step"), 100)
+
+
+def test_weight_decay_skips_biases_and_layernorm_on_boxed_and_plain_params():
+  params = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))},
+            "LayerNorm": {"scale": jnp.ones((2,)), "bias": jnp.zeros((2,))},
+            "embeddings": {"embedding": jnp.ones((3, 2))}}
+  expected = {"dense": {"kernel": True, "bias": False},
+              "LayerNorm": {"scale": False, "bias": False},
+              "embeddings": {"embedding": True}}
+  assert optim.decay_mask(params) == expected
+  boxed = {"dense": {"kernel": nn.Partitioned(jnp.ones((2, 2)), ("embed", "mlp")),
+                     "bias": nn.Partitioned(jnp.ones((2,)), ("mlp",))}}
+  assert optim.decay_mask(boxed) == {"dense": {"kernel": True, "bias": False}}
+
+
+def test_decay_only_shrinks_decayed_params():
+  tx, _ = optim.make_optimizer(optim_cfg(learning_rate=0.1, warmup_steps=0, weight_decay=0.5,
+                                         decay="constant"), 10)
+  params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}
+  zero_grads = {"kernel": jnp.zeros((2, 2)), "bias": jnp.zeros((2,))}
+  updates, _ = tx.update(zero_grads, tx.init(params), params)
+  assert float(jnp.abs(updates["bias"]).max()) == 0.0
+  np.testing.assert_allclose(updates["kernel"], -0.1 * 0.5 * np.ones((2, 2)), rtol=1e-6)

@@ -1,0 +1,94 @@
+"""End-to-end training on the pydocs corpus with a very small BERT."""
+import hashlib
+import json
+import os
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import base
+from prelm_jax import train
+from prelm_jax import workdir as workdir_lib
+
+
+def tiny_config(data_dir, **train_overrides):
+  config = base.get_config()
+  config.model.update(num_layers=1, hidden_size=32, num_heads=2, mlp_dim=64,
+                      max_position_embeddings=64)
+  config.data.update(tfds_data_dir=data_dir, vocab_size=600, max_seq_len=64,
+                     max_predictions_per_seq=10)
+  config.train.update(num_steps=8, batch_size=16, eval_batch_size=16, log_every=2,
+                      eval_every=4, checkpoint_every=4)
+  config.train.update(train_overrides)
+  config.optim.update(learning_rate=3e-3, warmup_steps=2)
+  return config
+
+
+def read_metrics(workdir, split):
+  """The records of one split in <workdir>/metrics.jsonl."""
+  lines = pathlib.Path(workdir, "metrics.jsonl").read_text().splitlines()
+  return [r for r in map(json.loads, lines) if r["split"] == split]
+
+
+def tree_digest(path):
+  digest = hashlib.sha256()
+  for f in sorted(pathlib.Path(path).rglob("*")):
+    if f.is_file():
+      digest.update(str(f.relative_to(path)).encode())
+      digest.update(f.read_bytes())
+  return digest.hexdigest()
+
+
+def test_training_loss_falls_and_outputs_are_written(pydocs_data_dir, tmp_path):
+  config = tiny_config(pydocs_data_dir, num_steps=40, log_every=10, eval_every=20,
+                       checkpoint_every=20)
+  result = train.run(config, str(tmp_path))
+  logged = read_metrics(tmp_path, "train")
+  assert [r["step"] for r in logged] == [10, 20, 30, 40]
+  for key in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy",
+              "learning_rate", "grad_norm", "steps_per_sec", "tokens_per_sec"):
+    assert key in logged[0], key
+  assert logged[-1]["mlm_loss"] < logged[0]["mlm_loss"] - 0.5, logged
+  evals = read_metrics(tmp_path, "eval")
+  assert [r["step"] for r in evals] == [20, 40]
+  final = json.loads((tmp_path / train.FINAL_METRICS_FILE).read_text())
+  assert final == result.final_metrics and final["step"] == 40
+  assert 0.0 <= final["mlm_accuracy"] <= 1.0
+  assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+  assert (tmp_path / "vocab.txt").exists() and (tmp_path / "config.json").exists()
+  assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()
+                if p.name.isdigit()) == [20, 40]
+
+
+def test_resume_equals_uninterrupted_run(pydocs_data_dir, tmp_path):
+  config = tiny_config(pydocs_data_dir)
+  straight = train.run(config, str(tmp_path / "straight"))
+  interrupted = tmp_path / "interrupted"
+  first = train.run(config, str(interrupted), stop_at=4)
+  assert first.final_metrics is None and int(first.state.step) == 4
+  resumed = train.run(config, str(interrupted))
+  assert int(resumed.state.step) == 8
+  # Same losses step by step, and bit-identical parameters (f32 on CPU).
+  untimed = lambda records: [{k: v for k, v in r.items() if not k.endswith("_per_sec")}
+                             for r in records]
+  assert untimed(read_metrics(interrupted, "train")) == untimed(
+      read_metrics(tmp_path / "straight", "train"))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(straight.state.params),
+               jax.device_get(resumed.state.params))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(straight.state.opt_state),
+               jax.device_get(resumed.state.opt_state))
+
+
+def test_changed_model_is_refused_without_touching_checkpoints(pydocs_data_dir, tmp_path):
+  config = tiny_config(pydocs_data_dir, num_steps=4)
+  train.run(config, str(tmp_path))
+  before = tree_digest(tmp_path / "checkpoints")
+  config.model.hidden_size = 64
+  with pytest.raises(workdir_lib.WorkdirError, match="model.hidden_size: 32 -> 64"):
+    train.run(config, str(tmp_path))
+  assert tree_digest(tmp_path / "checkpoints") == before
+  # A longer step budget resumes normally from step 4.
+  longer = tiny_config(pydocs_data_dir, num_steps=6)
+  assert int(train.run(longer, str(tmp_path)).state.step) == 6
