@@ -9,6 +9,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -54,6 +55,8 @@ def main(argv):
          "e.g. prelm train --config bert_tiny_pydocs --workdir runs/tiny")
   if _CONFIG.value is None:
     fail("--config is required, e.g. --config experiments/bert_tiny_pydocs.py")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax and tfds are chatty at INFO; -v 0 shows it
   from prelm_jax import train, workdir, sharding  # pylint: disable=g-import-not-at-top
   try:
     result = train.run(_CONFIG.value, _WORKDIR.value,

@@ -3,8 +3,10 @@ import flax.linen as nn
 import jax
 import optax
 
-# BERT decays every weight matrix and embedding, never biases or LayerNorm parameters.
-NO_DECAY_NAMES = ("bias", "scale")
+# BERT decays every weight matrix and embedding, never biases (`bias`, `output_bias`)
+# or LayerNorm scales.
+def _is_decayed_name(name):
+  return not (name.endswith("bias") or name == "scale")
 
 
 def make_schedule(optim_cfg, num_steps):
@@ -32,7 +34,7 @@ def decay_mask(params):
   box is a leaf here, and optax accepts a mask that is a prefix of the params tree.
   """
   def is_decayed(path, _):
-    return getattr(path[-1], "key", None) not in NO_DECAY_NAMES
+    return _is_decayed_name(str(getattr(path[-1], "key", "")))
   return jax.tree_util.tree_map_with_path(
       is_decayed, params, is_leaf=lambda x: isinstance(x, nn.Partitioned))
 

@@ -9,7 +9,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from tqdm import tqdm
 
 from prelm_jax import checkpointing
@@ -33,6 +32,12 @@ class RunResult:
   model: nn.Module
   tokenizer: tokenizer_lib.WordPiece
   workdir: str
+
+
+def say(message):
+  """A line for the person at the console (process 0 only)."""
+  if jax.process_index() == 0:
+    tqdm.write(message)
 
 
 class ConfigError(ValueError):
@@ -91,7 +96,7 @@ def create_or_restore_state(model, tx, config, mesh, mngr):
   abstract, shardings, init = abstract_state_and_shardings(model, tx, config, mesh)
   latest = mngr.latest_step()
   if latest is not None:
-    logging.info("Resuming from checkpoint at step %d", latest)
+    say(f"Resuming from the checkpoint at step {latest} in {mngr.directory}")
     state, _ = checkpointing.restore(mngr, latest, abstract)
     return state, shardings
   # Created already sharded: each device materialises only its own shards.

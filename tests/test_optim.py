@@ -30,10 +30,12 @@ def test_cosine_decay_and_unknown_decay():
 def test_weight_decay_skips_biases_and_layernorm_on_boxed_and_plain_params():
   params = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))},
             "LayerNorm": {"scale": jnp.ones((2,)), "bias": jnp.zeros((2,))},
-            "embeddings": {"embedding": jnp.ones((3, 2))}}
+            "embeddings": {"embedding": jnp.ones((3, 2))},
+            "mlm_head": {"output_bias": jnp.ones((3,))}}
   expected = {"dense": {"kernel": True, "bias": False},
               "LayerNorm": {"scale": False, "bias": False},
-              "embeddings": {"embedding": True}}
+              "embeddings": {"embedding": True},
+              "mlm_head": {"output_bias": False}}
   assert optim.decay_mask(params) == expected
   boxed = {"dense": {"kernel": nn.Partitioned(jnp.ones((2, 2)), ("embed", "mlp")),
                      "bias": nn.Partitioned(jnp.ones((2,)), ("mlp",))}}
