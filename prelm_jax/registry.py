@@ -2,6 +2,7 @@
 
 No import side effects and no second list to keep in sync: the folder is the registry.
 """
+import importlib.util
 import os
 import pathlib
 
@@ -22,3 +23,12 @@ def resolve(config_arg):
     raise ValueError(f"unknown experiment {spec!r}; known: {', '.join(names())} "
                      f"(or pass a path to a config file)")
   return str(EXPERIMENTS_DIR / f"{spec}.py") + sep + arg
+
+
+def load(config_arg):
+  """The ConfigDict of 'name[:arg]' or 'path.py[:arg]', e.g. in a notebook."""
+  path, _, arg = resolve(config_arg).partition(":")
+  spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg or None)

@@ -5,13 +5,11 @@ import sys
 import pytest
 
 from prelm_jax import registry
-from ml_collections import config_flags
 
 
 @pytest.mark.parametrize("name", registry.names())
 def test_every_experiment_loads(name):
-  config = config_flags.config_flags._LoadConfigModule(  # pylint: disable=protected-access
-      name, registry.resolve(name)).get_config()
+  config = registry.load(name)
   for key in ("seed", "train.num_steps", "train.batch_size", "train.log_every",
               "train.eval_every", "train.checkpoint_every"):
     section = config
