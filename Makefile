@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 WORKDIR ?= runs/bert_tiny_pydocs
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean-venv
+.PHONY: demo test test-faults install clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# The long fault-injection run: 20 SIGKILLs at random times over one training run, each
+# followed by a resume, plus the SIGTERM test (tests/test_faults.py; ~10-15 min on 2 cores).
+# `make test` runs the short version (3 kills). PRELM_FAULT_SEED picks other kill times.
+test-faults: $(STAMP)
+	PRELM_FAULT_KILLS=$${PRELM_FAULT_KILLS:-20} $(BIN)/python -m pytest -q -s -m faults tests/test_faults.py
 
 clean-venv:
 	rm -rf $(VENV)

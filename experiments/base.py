@@ -4,6 +4,8 @@
 """
 import ml_collections
 
+from prelm_jax import sharding
+
 
 def get_config(arg=None):
   del arg
@@ -25,6 +27,12 @@ def get_config(arg=None):
   config.model.layer_norm_eps = 1e-12
   config.model.dtype = "float32"         # compute dtype
   config.model.param_dtype = "float32"
+  # Activation rematerialisation per Transformer layer: none | full | dots_saveable |
+  # dots_with_no_batch_dims_saveable | nothing_saveable (jax.checkpoint_policies).
+  config.model.remat_policy = "none"
+  # nn.scan over the layers: one compiled layer (faster compiles for deep models);
+  # params get a stacked leading "layers" axis, so checkpoints differ from unscanned.
+  config.model.scan_layers = False
 
   config.data = ml_collections.ConfigDict()
   config.data.dataset = "pydocs"         # a TFDS builder name
@@ -47,6 +55,20 @@ def get_config(arg=None):
   config.train.checkpoint_every = 500
   config.train.keep_checkpoints = 3
   config.train.eval_batch_size = 64
+  # Micro-batches per step (split inside the jitted step; grads and metric sums add up,
+  # so 4 x batch/4 equals one batch). batch_size / grad_accum_steps must be divisible
+  # by the data-parallel size.
+  config.train.grad_accum_steps = 1
+  # Non-finite loss or gradient (prelm_jax/nonfinite.py): "stop" ends the run before
+  # saving the bad state and writes <workdir>/nonfinite_report.json; "skip" drops that
+  # step's update (counted as `skipped_steps`) and stops after max_consecutive_skips
+  # bad steps in a row.
+  config.train.nonfinite_policy = "stop"
+  config.train.max_consecutive_skips = 5
+  config.train.debug_nan_at_step = -1    # testing aid: step k's loss becomes NaN
+  # -1: resume from the latest checkpoint; a step: resume from that one instead (e.g.
+  # when the latest is corrupt; nothing is deleted).
+  config.train.restore_step = -1
   # Printed with the model's top-5 guesses at the end of `prelm train`.
   config.train.fill_mask_prompts = ("return the [MASK] of the function.",
                                     "the [MASK] of the list is changed.")
@@ -66,4 +88,15 @@ def get_config(arg=None):
   config.mesh.data = -1                  # -1: all devices not used by the other axes
   config.mesh.fsdp = 1
   config.mesh.tensor = 1
+  # Multi-slice TPU / multi-node GPU: each axis above is per slice (ICI), times these
+  # across slices (DCN); mesh_utils.create_hybrid_device_mesh lays them out when > 1.
+  # E.g. 2 pods of 256 chips with FSDP inside and data parallel across: fsdp=-1, dcn_data=2.
+  config.mesh.dcn_data = 1
+  config.mesh.dcn_fsdp = 1
+  config.mesh.dcn_tensor = 1
+
+  config.sharding = ml_collections.ConfigDict()
+  # Logical axis name (model/layers.py) -> mesh axis, None or a tuple of axes.
+  # Data parallel, FSDP and tensor parallel are chosen by these and the mesh sizes.
+  config.sharding.logical_axis_rules = sharding.DEFAULT_RULES
   return config

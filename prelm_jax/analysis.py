@@ -60,7 +60,7 @@ def load_run(workdir, step=None):
                                            config.data.lowercase)
   model = pretraining.build_model(config.model, tokenizer.vocab_size)
   tx, _ = optim.make_optimizer(config.optim, config.train.num_steps)
-  config.mesh.update(data=1, fsdp=1, tensor=1)
+  config.mesh.update(data=1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1, dcn_tensor=1)
   mesh = sharding.create_mesh(config.mesh, devices=jax.local_devices()[:1])
   mngr = checkpointing.manager(os.path.join(workdir, "checkpoints"),
                                config.train.keep_checkpoints, read_only=True)

@@ -3,8 +3,17 @@
   prelm train --config experiments/bert_tiny_pydocs.py --workdir runs/tiny \
       [--config.train.num_steps=2000 ...] [--allow_config_change]
 
+  prelm plan --config bert_large --mesh data=1,fsdp=32,tensor=1 [--devices 32] \
+      [--device-memory 16GiB]     # compile only: memory and FLOPs per device
+
 `--config` takes a path (config_flags conventions, `path.py:arg`) or an experiment name.
+
+Exit codes: 0 done; 2 a one-line error (bad input, non-finite loss, unusable
+checkpoint); 42 preempted (SIGTERM/SIGINT: a checkpoint was saved, run the same command
+again to resume; see prelm_jax/preemption.py).
 """
+import contextlib
+import io
 import sys
 
 from absl import app
@@ -12,13 +21,23 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from prelm_jax import plan as plan_lib  # defines --mesh, --devices, --device-memory
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment: experiments/<name>.py[:arg] or just <name>.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (resumed if it has checkpoints).")
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False, "Resume a workdir whose model/data config differs.")
+# Multi-process runs (see prelm_jax/distributed.py); launch/ scripts set these.
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "auto", ["auto", "on", "off"],
+    "Call jax.distributed.initialize: auto = when the flags below, an srun step of >1 "
+    "tasks or a multi-host TPU environment say so; on = always (jax detects the cluster).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
-COMMANDS = ("train",)
+COMMANDS = ("train", "plan")
 
 
 def fail(message):
@@ -50,20 +69,38 @@ def parse_flags(argv):
 
 def main(argv):
   command = argv[1:]
-  if command != ["train"]:
+  if command not in (["train"], ["plan"]):
     fail(f"expected one command from {COMMANDS}, got {command or 'none'}; "
          "e.g. prelm train --config bert_tiny_pydocs --workdir runs/tiny")
   if _CONFIG.value is None:
     fail("--config is required, e.g. --config experiments/bert_tiny_pydocs.py")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax and tfds are chatty at INFO; -v 0 shows it
+  if command == ["plan"]:  # compile-only: no workdir, no corpus, no distributed set-up
+    plan_lib.main(_CONFIG.value, fail)
+    return
+  from prelm_jax import distributed  # pylint: disable=g-import-not-at-top
+  try:  # before anything touches a device
+    joined = distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value,
+                                    _NUM_PROCESSES.value, _PROCESS_ID.value)
+  except distributed.DistributedError as e:
+    fail(e)
+  if joined:
+    print(f"prelm: {joined}", file=sys.stderr)
   from prelm_jax import train, workdir, sharding  # pylint: disable=g-import-not-at-top
+  from prelm_jax import checkpoint_guard, nonfinite, preemption  # pylint: disable=g-import-not-at-top
   try:
     result = train.run(_CONFIG.value, _WORKDIR.value,
                        allow_config_change=_ALLOW_CONFIG_CHANGE.value)
-  except (workdir.WorkdirError, sharding.MeshError, train.ConfigError) as e:
+  except (workdir.WorkdirError, sharding.MeshError, train.ConfigError,
+          checkpoint_guard.CheckpointError, nonfinite.NonFiniteError) as e:
     fail(e)
-  print_summary(result, _CONFIG.value.train.fill_mask_prompts)
+  except preemption.Preempted as e:
+    print(f"prelm: {e}", file=sys.stderr)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
+  # Every process computes the summary (fill_mask runs on the global params); one prints it.
+  with contextlib.redirect_stdout(sys.stdout if distributed.is_main_process() else io.StringIO()):
+    print_summary(result, _CONFIG.value.train.fill_mask_prompts)
 
 
 def print_summary(result, prompts):

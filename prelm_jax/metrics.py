@@ -40,3 +40,37 @@ def write_json(path, obj):
     json.dump(obj, f, indent=2, sort_keys=True)
     f.write("\n")
   os.replace(tmp, path)
+
+
+def drop_records_after(workdir, step, *, drop_eval_at_step=False):
+  """Rewrites metrics.jsonl without the records a resumed run will write again.
+
+  A run killed after logging step s but before its checkpoint at s was complete
+  resumes from an earlier step r and logs r+1.. again; keeping both would duplicate
+  them. Called only after the restore succeeded, so nothing is lost if it fails. A torn
+  last line (killed mid-write) is dropped too. TensorBoard events are not rewritten.
+
+  Args:
+    workdir: the run directory.
+    step: the restored step; records with a larger step go.
+    drop_eval_at_step: also drop eval records at `step` (the final evaluation, which
+      a run restored at its last step repeats).
+  """
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return
+  kept = []
+  with open(path) as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if record["step"] > step or (drop_eval_at_step and record["step"] == step
+                                   and record["split"] == "eval"):
+        continue
+      kept.append(line if line.endswith("\n") else line + "\n")
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    f.writelines(kept)
+  os.replace(tmp, path)

@@ -8,12 +8,15 @@ import time
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from tqdm import tqdm
 
+from prelm_jax import checkpoint_guard
 from prelm_jax import checkpointing
+from prelm_jax import distributed
 from prelm_jax import metrics as metrics_lib
+from prelm_jax import nonfinite
 from prelm_jax import optim
+from prelm_jax import preemption
 from prelm_jax import sharding
 from prelm_jax import train_step as step_lib
 from prelm_jax import workdir as workdir_lib
@@ -51,6 +54,11 @@ def check_config(config, mesh):
         f"config.data.max_seq_len={config.data.max_seq_len} exceeds "
         f"config.model.max_position_embeddings={config.model.max_position_embeddings}; "
         "lower the first or raise the second")
+  sharding.config_rules(config, mesh)  # a rule naming a missing mesh axis: MeshError
+  try:
+    nonfinite.check_policy(config.train)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   dp = sharding.data_parallel_size(mesh)
   for name in ("batch_size", "eval_batch_size"):
     size = config.train[name]
@@ -60,6 +68,13 @@ def check_config(config, mesh):
         raise ConfigError(
             f"config.train.{name}={size} is not divisible by {what} = {divisor}; "
             f"use a multiple of {divisor}, e.g. {math.ceil(size / divisor) * divisor}")
+  accum = config.train.grad_accum_steps
+  if accum < 1 or config.train.batch_size % (accum * dp):
+    raise ConfigError(
+        f"config.train.batch_size={config.train.batch_size} does not split into "
+        f"grad_accum_steps={accum} micro-batches that are each a multiple of the "
+        f"data-parallel size {dp}; use grad_accum_steps >= 1 and a batch_size that is a "
+        f"multiple of {max(accum, 1) * dp}")
 
 
 def dummy_inputs(data_cfg):
@@ -86,7 +101,8 @@ def abstract_state_and_shardings(model, tx, config, mesh):
   """(abstract unboxed state with shardings, state shardings) without allocating anything."""
   init = functools.partial(init_state_boxed, model=model, tx=tx, data_cfg=config.data)
   abstract_boxed = jax.eval_shape(init, jax.random.PRNGKey(config.seed))
-  shardings = sharding.logical_shardings(abstract_boxed, mesh)
+  shardings = sharding.logical_shardings(abstract_boxed, mesh,
+                                         sharding.config_rules(config))
   abstract = checkpointing.abstract_like(_unbox_abstract(abstract_boxed), shardings)
   return abstract, shardings, init
 
@@ -94,10 +110,11 @@ def abstract_state_and_shardings(model, tx, config, mesh):
 def create_or_restore_state(model, tx, config, mesh, mngr):
   """Restore order: the workdir's latest checkpoint, else a fresh sharded init."""
   abstract, shardings, init = abstract_state_and_shardings(model, tx, config, mesh)
-  latest = mngr.latest_step()
+  latest = checkpoint_guard.restore_step(mngr, config.train.restore_step)
   if latest is not None:
     say(f"Resuming from the checkpoint at step {latest} in {mngr.directory}")
-    state, _ = checkpointing.restore(mngr, latest, abstract)
+    vocab_path = os.path.join(os.path.dirname(str(mngr.directory)), "vocab.txt")
+    state, _ = checkpoint_guard.restore(mngr, latest, abstract, vocab_path)
     return state, shardings
   # Created already sharded: each device materialises only its own shards.
   state = jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=shardings)(
@@ -116,11 +133,14 @@ def evaluate(eval_fn, params, eval_batches, mesh):
 def load_data(config, workdir):
   """Documents, the WordPiece vocabulary (trained once per workdir) and both pipelines."""
   data_dir = config.data.tfds_data_dir or None
-  train_texts = corpus.load_documents(config.data.dataset, "train", data_dir)
-  eval_texts = corpus.load_documents(config.data.dataset, "validation", data_dir)
-  tokenizer = tokenizer_lib.get_or_train(
-      os.path.join(workdir, "vocab.txt"), train_texts, config.data.vocab_size,
-      config.data.lowercase)
+  # Process 0 prepares the dataset and writes vocab.txt; the others then read them
+  # rather than race it for the same paths on a shared filesystem.
+  with distributed.process_zero_first("data and vocab"):
+    train_texts = corpus.load_documents(config.data.dataset, "train", data_dir)
+    eval_texts = corpus.load_documents(config.data.dataset, "validation", data_dir)
+    tokenizer = tokenizer_lib.get_or_train(
+        os.path.join(workdir, "vocab.txt"), train_texts, config.data.vocab_size,
+        config.data.lowercase)
   process = dict(process_index=jax.process_index(), process_count=jax.process_count())
   train_data = pretrain.PretrainData(
       config.data, tokenizer, train_texts, batch_size=config.train.batch_size,
@@ -151,7 +171,14 @@ def run(config, workdir, *, allow_config_change=False, stop_at=None):
       workdir, config.to_dict(), allow_config_change=allow_config_change,
       write=jax.process_index() == 0)
 
-  tokenizer, train_data, eval_batches = load_data(config, workdir)
+  checkpoint_guard.check_vocab_present(workdir)
+  try:
+    tokenizer, train_data, eval_batches = load_data(config, workdir)
+  except UnicodeDecodeError as e:
+    raise ConfigError(f"a corpus or vocab.txt file is not UTF-8 text ({e}); fix or "
+                      f"delete it (vocab.txt is in {workdir})") from None
+  except ValueError as e:  # empty corpus or split, malformed vocab.txt: already clear
+    raise ConfigError(str(e)) from None
   model = pretraining.build_model(config.model, tokenizer.vocab_size)
   num_steps = config.train.num_steps
   end_step = num_steps if stop_at is None else min(stop_at, num_steps)
@@ -161,26 +188,36 @@ def run(config, workdir, *, allow_config_change=False, stop_at=None):
   writer = metrics_lib.MetricsWriter(workdir)
   final = None
   try:
-    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.DEFAULT_RULES):
+    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.config_rules(config)):
       state, state_shardings = create_or_restore_state(model, tx, config, mesh, mngr)
+      if jax.process_index() == 0:  # records past the restored step will be rewritten
+        restored = int(jax.device_get(state.step))
+        metrics_lib.drop_records_after(workdir, restored,
+                                       drop_eval_at_step=restored == num_steps)
       batch_sharding = sharding.batch_sharding(mesh)
       train_fn = jax.jit(
-          functools.partial(step_lib.train_step, model=model, tx=tx, schedule=schedule),
+          functools.partial(step_lib.train_step, model=model, tx=tx, schedule=schedule,
+                            grad_accum_steps=config.train.grad_accum_steps,
+                            nonfinite_policy=config.train.nonfinite_policy,
+                            debug_nan_at_step=config.train.debug_nan_at_step),
           in_shardings=(state_shardings, batch_sharding),
           out_shardings=(state_shardings, None), donate_argnums=0)
       eval_fn = jax.jit(functools.partial(step_lib.eval_step, model=model),
                         in_shardings=(state_shardings.params, batch_sharding))
       evaluate_now = lambda params: evaluate(eval_fn, params, eval_batches, mesh)
 
-      state = train_loop(config, state, train_fn, evaluate_now, train_data, mesh, mngr,
-                         writer, end_step)
-      checkpointing.save(mngr, state, data_position=end_step)
+      with preemption.Watch(mngr) as watch:
+        state = train_loop(config, state, train_fn, evaluate_now, train_data, mesh, mngr,
+                           writer, end_step, watch=watch)
+      with checkpoint_guard.explain_save_errors(mngr):
+        checkpointing.save(mngr, state, data_position=end_step)
       if end_step == num_steps:
         final_eval = evaluate_now(state.params)
         writer.write(end_step, "eval", final_eval)
         final = {"step": end_step, "split": "eval", **final_eval}
   finally:
-    mngr.wait_until_finished()
+    with checkpoint_guard.explain_save_errors(mngr):
+      mngr.wait_until_finished()
     mngr.close()
     writer.close()
   if final is not None and jax.process_index() == 0:
@@ -189,8 +226,17 @@ def run(config, workdir, *, allow_config_change=False, stop_at=None):
 
 
 def train_loop(config, state, train_fn, evaluate_now, train_data, mesh, mngr, writer,
-               end_step):
-  """Steps from state.step to end_step: log every N, evaluate every K, save every M."""
+               end_step, watch=None):
+  """Steps from state.step to end_step: log every N, evaluate every K, save every M.
+
+  Non-finite values are checked (nonfinite.py) at every log and before every save, so
+  a bad state is never saved. `watch` (a preemption.Watch) stops the loop after the
+  step a signal arrived in, with a checkpoint: raises preemption.Preempted.
+  """
+  workdir = os.path.dirname(str(mngr.directory))
+  tracker = nonfinite.init_tracker()
+  check_nonfinite = lambda done: nonfinite.check(
+      tracker, config.train, step=done, workdir=workdir, last_checkpoint=mngr.latest_step())
   start_step = int(jax.device_get(state.step))
   tokens_per_step = config.train.batch_size * config.data.max_seq_len
   sums, window_start, window_steps = None, time.perf_counter(), 0
@@ -204,13 +250,11 @@ def train_loop(config, state, train_fn, evaluate_now, train_data, mesh, mngr, wr
     window_steps += 1
     progress.update(1)
     done = step + 1
+    tracker = nonfinite.update_tracker(tracker, step_sums, done)
 
     if done % config.train.log_every == 0 or done == end_step:
+      check_nonfinite(done)
       summary = step_lib.summarize(jax.device_get(sums))
-      if not np.isfinite(summary["loss"]):
-        raise FloatingPointError(
-            f"non-finite training loss at step {done} ({summary}); the last good "
-            f"checkpoint is kept in {mngr.directory}")
       elapsed = time.perf_counter() - window_start
       summary["steps_per_sec"] = window_steps / elapsed
       summary["tokens_per_sec"] = window_steps * tokens_per_step / elapsed
@@ -221,6 +265,16 @@ def train_loop(config, state, train_fn, evaluate_now, train_data, mesh, mngr, wr
     if done % config.train.eval_every == 0 and done != config.train.num_steps:
       writer.write(done, "eval", evaluate_now(state.params))
     if done % config.train.checkpoint_every == 0:
-      checkpointing.save(mngr, state, data_position=done)
+      check_nonfinite(done)
+      with checkpoint_guard.explain_save_errors(mngr):
+        checkpointing.save(mngr, state, data_position=done)
+    if watch is not None and watch.should_stop(done):
+      check_nonfinite(done)
+      with checkpoint_guard.explain_save_errors(mngr):
+        checkpointing.save(mngr, state, data_position=done)
+        mngr.wait_until_finished()  # durable before the process exits
+      progress.close()
+      say(f"Stopping on {watch.signal_name or 'a preemption notice'} after step {done}")
+      raise preemption.Preempted(done, mngr.directory)
   progress.close()
   return state

@@ -7,6 +7,7 @@ optimiser settings and paths may change between restarts.
 """
 import json
 import os
+import socket
 
 from prelm_jax import metrics
 
@@ -28,7 +29,8 @@ def prepare(workdir):
   path = os.path.abspath(os.path.expanduser(workdir))
   try:
     os.makedirs(path, exist_ok=True)
-    probe = os.path.join(path, ".write_test")
+    # One probe per process: the processes of a multi-host run share the workdir.
+    probe = os.path.join(path, f".write_test.{socket.gethostname()}.{os.getpid()}")
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)

@@ -38,3 +38,14 @@ def wordpiece(pydocs_texts):
   """A small uncased WordPiece trained on the pydocs training split."""
   from prelm_jax.data import tokenizer
   return tokenizer.train_wordpiece(pydocs_texts["train"], 2000, lowercase=True)
+
+
+def pytest_collection_modifyitems(config, items):
+  """PRELM_SKIP_SLOW=1 leaves out the tests marked slow (CI runs them all: they fit)."""
+  del config
+  if os.environ.get("PRELM_SKIP_SLOW") != "1":
+    return
+  skip = pytest.mark.skip(reason="marked slow and PRELM_SKIP_SLOW=1; unset it to run")
+  for item in items:
+    if "slow" in item.keywords:
+      item.add_marker(skip)

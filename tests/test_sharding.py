@@ -30,3 +30,24 @@ def test_create_mesh_on_8_cpu_devices():
   assert mesh.shape == {"data": 2, "fsdp": 2, "tensor": 2}
   assert len(jax.devices()) == 8
   assert sharding.data_parallel_size(mesh) == 4
+
+
+def test_dcn_sizes_multiply_the_per_slice_axes():
+  cfg = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1, dcn_data=2, dcn_fsdp=1,
+                                       dcn_tensor=1))
+  assert sharding.mesh_shape(cfg, 8) == (2, 4, 1)
+  cfg.dcn_tensor = 3
+  with pytest.raises(sharding.MeshError, match="make 6 slices, which do not divide the 8"):
+    sharding.mesh_shape(cfg, 8)
+
+
+def test_hybrid_mesh_keeps_each_slice_in_one_block():
+  # One process simulates 2 slices of 4 devices: data across slices, fsdp within.
+  cfg = ml_collections.ConfigDict(dict(data=1, fsdp=2, tensor=2, dcn_data=2, dcn_fsdp=1,
+                                       dcn_tensor=1))
+  mesh = sharding.create_mesh(cfg)
+  assert mesh.shape == {"data": 2, "fsdp": 2, "tensor": 2}
+  devices = jax.devices()
+  # Slice s = devices[4s:4s+4] fills data row s: fsdp/tensor traffic stays in a slice.
+  for s in range(2):
+    assert set(mesh.devices[s].flat) == set(devices[4 * s:4 * s + 4])

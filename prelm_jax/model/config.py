@@ -8,6 +8,9 @@ import dataclasses
 import jax.numpy as jnp
 
 ENCODERS = ('transformer', 'lstm')
+# config.model.remat_policy -> what nn.remat saves ('full': nothing, recompute all).
+REMAT_POLICIES = ('none', 'full', 'dots_saveable',
+                  'dots_with_no_batch_dims_saveable', 'nothing_saveable')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +31,8 @@ class EncoderConfig:
   layer_norm_eps: float = 1e-12
   dtype: str = 'float32'  # compute dtype
   param_dtype: str = 'float32'
+  remat_policy: str = 'none'  # see REMAT_POLICIES
+  scan_layers: bool = False   # nn.scan over Transformer layers
 
   def __post_init__(self):
     if self.encoder not in ENCODERS:
@@ -40,6 +45,10 @@ class EncoderConfig:
       # Each direction of the bidirectional LSTM gets half the hidden size.
       raise ValueError(f'The lstm encoder needs an even hidden_size, got '
                        f'{self.hidden_size}.')
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f'Unknown config.model.remat_policy '
+                       f'{self.remat_policy!r}; known: '
+                       f'{", ".join(REMAT_POLICIES)}.')
     for name in ('dtype', 'param_dtype'):
       jnp.dtype(getattr(self, name))  # Fails early on a typo like 'bf16'.
 
@@ -67,7 +76,10 @@ class EncoderConfig:
       An EncoderConfig.
     """
     names = [f.name for f in dataclasses.fields(cls) if f.name != 'vocab_size']
-    missing = [n for n in names if n not in model_cfg]
+    # Keys added after the first release: a config.json saved before them lacks them.
+    optional = ('remat_policy', 'scan_layers')
+    missing = [n for n in names if n not in model_cfg and n not in optional]
     if missing:
       raise KeyError(f'config.model lacks {missing}.')
-    return cls(vocab_size=int(vocab_size), **{n: model_cfg[n] for n in names})
+    return cls(vocab_size=int(vocab_size),
+               **{n: model_cfg[n] for n in names if n in model_cfg})

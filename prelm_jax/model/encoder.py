@@ -4,6 +4,7 @@ It knows nothing about pre-training objectives; heads.py and pretraining.py
 put those on top.
 """
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from prelm_jax.model import layers
@@ -17,18 +18,20 @@ class TransformerLayer(nn.Module):
   more stably without warm-up but needs a final LayerNorm on the stack.
   """
   config: EncoderConfig
+  scanned: bool = False  # under nn.scan: return (x, None) as scan's (carry, out)
 
   @nn.compact
-  def __call__(self, x, bias, *, deterministic):
+  def __call__(self, x, bias, deterministic=True):
     """Runs one layer.
 
     Args:
       x: [B, L, H].
       bias: [B, 1, 1, L] additive attention mask.
-      deterministic: disables dropout when True.
+      deterministic: disables dropout when True (positional, so that nn.remat
+        can mark it static).
 
     Returns:
-      [B, L, H].
+      [B, L, H] (or ([B, L, H], None) when scanned).
     """
     cfg = self.config
     drop = nn.Dropout(cfg.dropout_rate)
@@ -46,7 +49,29 @@ class TransformerLayer(nn.Module):
       x = ln_attention(x + drop(attention(x, bias, deterministic=deterministic),
                                 deterministic=deterministic))
       x = ln_mlp(x + drop(ffn(x), deterministic=deterministic))
-    return nn.with_logical_constraint(x, layers.BLE)
+    x = nn.with_logical_constraint(x, layers.BLE)
+    return (x, None) if self.scanned else x
+
+
+def layer_class(config):
+  """TransformerLayer, wrapped in nn.remat as config.remat_policy asks."""
+  if config.remat_policy == 'none':
+    return TransformerLayer
+  policy = (None if config.remat_policy == 'full'
+            else getattr(jax.checkpoint_policies, config.remat_policy))
+  # static_argnums counts self: __call__(self, x, bias, deterministic).
+  # prevent_cse is only needed outside scan (scan already keeps the recompute).
+  return nn.remat(TransformerLayer, policy=policy, static_argnums=(3,),
+                  prevent_cse=not config.scan_layers)
+
+
+def scanned_layers(config):
+  """All layers as one nn.scan: params get a leading 'layers' axis."""
+  return nn.scan(
+      layer_class(config), variable_axes={'params': 0},
+      split_rngs={'params': True, 'dropout': True},
+      in_axes=(nn.broadcast, nn.broadcast), length=config.num_layers,
+      metadata_params={nn.PARTITION_NAME: 'layers'})(config, scanned=True)
 
 
 class Pooler(nn.Module):
@@ -74,8 +99,11 @@ class BertEncoder(nn.Module):
   def setup(self):
     cfg = self.config
     self.embeddings = layers.Embeddings(cfg)
-    self.layers = [TransformerLayer(cfg, name=f'layer_{i}')
-                   for i in range(cfg.num_layers)]
+    if cfg.scan_layers:
+      self.layers = scanned_layers(cfg)
+    else:
+      self.layers = [layer_class(cfg)(cfg, name=f'layer_{i}')
+                     for i in range(cfg.num_layers)]
     if cfg.pre_ln:
       self.final_layer_norm = layers.layer_norm(cfg, 'final_layer_norm')
     self.pooler = Pooler(cfg)
@@ -100,8 +128,11 @@ class BertEncoder(nn.Module):
     """
     x = self.embeddings(input_ids, token_type_ids, deterministic=deterministic)
     bias = layers.attention_bias(attention_mask)
-    for layer in self.layers:
-      x = layer(x, bias, deterministic=deterministic)
+    if self.config.scan_layers:
+      x, _ = self.layers(x, bias, deterministic)
+    else:
+      for layer in self.layers:
+        x = layer(x, bias, deterministic)
     if self.config.pre_ln:
       x = self.final_layer_norm(x)
     return x, self.pooler(x[:, 0])

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Submits launch/slurm/train.sbatch: sbatch options first, then `--`, then the prelm
+# arguments (experiment and overrides), which every task receives unchanged.
+#
+#   launch/slurm/submit.sh [--dry-run] [sbatch options ...] -- train --config bert_tiny_pydocs \
+#       --workdir /shared/runs/tiny [--config.a.b=v ...]
+#
+# e.g. sbatch options for 4 GPU hosts: --nodes=4 --gpus-per-node=8 --time=12:00:00
+# (keep one task per node; add --wait to block until the job ends and return its status).
+# --dry-run prints the sbatch command and submits nothing.
+set -euo pipefail
+
+die() { echo "submit.sh: $*" >&2; exit 2; }
+dry_run=0 sbatch_args=()
+while (($#)); do
+  case "$1" in
+    --dry-run) dry_run=1; shift ;;
+    --) shift; break ;;
+    -h|--help) awk 'NR > 1 && /^#/ {print substr($0, 3); next} NR > 1 {exit}' "$0"; exit 0 ;;
+    *) sbatch_args+=("$1"); shift ;;
+  esac
+done
+(($#)) || die "missing the prelm arguments after '--', e.g. -- train --config bert_tiny_pydocs --workdir /shared/runs/x"
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/../common.sh"
+script="$here/train.sbatch"
+cmd=(sbatch ${sbatch_args[@]+"${sbatch_args[@]}"} "$script" "$@")
+if ((dry_run)); then
+  shell_join "${cmd[@]}"
+  exit 0
+fi
+exec "${cmd[@]}"

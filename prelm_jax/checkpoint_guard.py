@@ -1,0 +1,137 @@
+"""Checkpoints that cannot be used as asked: explained in one line, never deleted.
+
+- restore: the saved shapes are compared with the model the config builds before
+  anything is read (a changed model, or a vocab.txt that does not match the embedding
+  rows); a checkpoint that fails to read (truncated array, missing metadata) is named
+  with the previous step to fall back to via --config.train.restore_step.
+- save: a full disk (ENOSPC) becomes an error saying so; orbax writes each step into a
+  temporary directory renamed only when complete, so earlier checkpoints stay intact.
+"""
+import contextlib
+import errno
+import os
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+from prelm_jax import checkpointing
+
+WORD_EMBEDDINGS = "['params']['encoder']['embeddings']['word_embeddings']['embedding']"
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that cannot be restored or saved; the message says what to do."""
+
+
+def _previous_hint(mngr, step):
+  earlier = [s for s in mngr.all_steps() if s < step]
+  if earlier:
+    return (f"resume from the previous checkpoint with --config.train.restore_step="
+            f"{max(earlier)} (nothing is deleted), or move {mngr.directory}/{step} away")
+  return f"move {mngr.directory}/{step} away to start from scratch"
+
+
+def _shapes(tree):
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in flat}
+
+
+def check_shapes(mngr, step, abstract_state, vocab_path):
+  """Raises CheckpointError if checkpoint `step` holds other shapes than the model's."""
+  try:
+    saved_meta = ocp.StandardCheckpointHandler().metadata(
+        epath.Path(mngr.directory) / str(step) / "state")
+    saved = _shapes(dict(saved_meta))
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(
+        f"the checkpoint at step {step} in {mngr.directory} has unreadable metadata "
+        f"({type(e).__name__}: {_short(e)}); {_previous_hint(mngr, step)}") from None
+  wanted = _shapes(abstract_state)
+  saved = {_dotted(k): v for k, v in saved.items()}
+  wanted = {_dotted(k): v for k, v in wanted.items()}
+  # Compare the model's parameters; the optimizer state mirrors them.
+  diffs = [f"{k}: saved {saved.get(k)} vs config {v}" for k, v in sorted(wanted.items())
+           if k.startswith("params.") and saved.get(k) != v]
+  if not diffs:
+    return
+  emb = _dotted(WORD_EMBEDDINGS)
+  if emb in saved and emb in wanted and saved[emb][0] != wanted[emb][0]:
+    raise CheckpointError(
+        f"{vocab_path} has {wanted[emb][0]} tokens but the checkpoint at step {step} was "
+        f"trained with {saved[emb][0]}: vocab.txt was replaced or edited; put the run's "
+        "own vocab.txt back, or start a new --workdir")
+  raise CheckpointError(
+      f"the checkpoint at step {step} in {mngr.directory} is for a different model ("
+      + "; ".join(diffs[:3]) + (f"; {len(diffs) - 3} more" if len(diffs) > 3 else "")
+      + "); resume it with the config it was written with (the workdir's config.json), "
+      "or start a new --workdir")
+
+
+def _dotted(keystr):
+  """"['params']['encoder']" -> "params.encoder"."""
+  return keystr.replace("['", ".").replace("']", "").replace(".", "", 1)
+
+
+def _short(e):
+  return " ".join(str(e).split())[:200]
+
+
+def restore(mngr, step, abstract_state, vocab_path):
+  """checkpointing.restore with the shape check first and read failures explained."""
+  check_shapes(mngr, step, abstract_state, vocab_path)
+  try:
+    return checkpointing.restore(mngr, step, abstract_state)
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(
+        f"the checkpoint at step {step} in {mngr.directory} is corrupt or incomplete "
+        f"({type(e).__name__}: {_short(e)}); {_previous_hint(mngr, step)}") from None
+
+
+def restore_step(mngr, requested):
+  """The step to restore: the latest, or `requested` (>= 0) if it exists; None if none."""
+  if requested is None or requested < 0:
+    return mngr.latest_step()
+  if requested not in mngr.all_steps():
+    raise CheckpointError(
+        f"config.train.restore_step={requested} is not a checkpoint in {mngr.directory} "
+        f"(it has {sorted(mngr.all_steps())}); pick one of those, or -1 for the latest")
+  return requested
+
+
+def _is_disk_full(e):
+  while e is not None:
+    if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
+@contextlib.contextmanager
+def explain_save_errors(mngr):
+  """Turns a full disk during a checkpoint save (or its wait) into a CheckpointError."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except
+    if not _is_disk_full(e):
+      raise
+    steps = sorted(mngr.all_steps())
+    raise CheckpointError(
+        f"the disk is full: a checkpoint could not be written to {mngr.directory} "
+        f"({_short(e)}); the complete checkpoints {steps} are intact. Free space there "
+        "(or raise the quota), then run the same command to resume") from None
+
+
+def has_checkpoints(workdir):
+  path = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(path) and any(n.isdigit() for n in os.listdir(path))
+
+
+def check_vocab_present(workdir):
+  """A workdir with checkpoints but no vocab.txt would silently get a new vocabulary."""
+  vocab = os.path.join(workdir, "vocab.txt")
+  if has_checkpoints(workdir) and not os.path.exists(vocab):
+    raise CheckpointError(
+        f"{workdir} has checkpoints but no vocab.txt; their embeddings belong to the "
+        f"vocabulary they were trained with: put that vocab.txt back at {vocab}, or "
+        "start a new --workdir")

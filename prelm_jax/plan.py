@@ -1,0 +1,263 @@
+"""`prelm plan`: compile the train step ahead of time for a mesh and report its cost.
+
+  prelm plan --config bert_large --mesh data=2,fsdp=16,tensor=1 [--devices 32] \
+      [--device-memory 16GiB] [--config.train.grad_accum_steps=4 ...]
+
+The step is lowered and compiled exactly as train.run jits it (same shardings, same
+donation), for `--devices` devices. When this process has fewer devices than that, a
+subprocess simulates them as CPU devices (--xla_force_host_platform_device_count), so a
+laptop can plan a pod. It prints per-device bytes of params, optimizer state and
+temporaries (compiled.memory_analysis()), FLOPs per step (compiled.cost_analysis())
+next to an analytic count, and whether it fits the device memory. No corpus is read:
+the vocabulary size is config.data.vocab_size.
+"""
+import functools
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+from absl import flags
+
+_MESH = flags.DEFINE_string(
+    "mesh", None, "plan: mesh sizes, e.g. data=2,fsdp=16,tensor=1 (default: config.mesh).")
+_DEVICES = flags.DEFINE_integer(
+    "devices", None, "plan: device count to compile for (default: the mesh's product).")
+_DEVICE_MEMORY = flags.DEFINE_string(
+    "device-memory", None, "plan: memory of one device, e.g. 16GiB, 80GB, 512MiB.")
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+class PlanError(ValueError):
+  """Bad plan arguments (mesh spec, device count, memory size)."""
+
+
+def parse_mesh(text):
+  """'data=2,fsdp=16' -> {'data': 2, 'fsdp': 16}; unnamed axes keep the config's size."""
+  from prelm_jax import sharding  # pylint: disable=g-import-not-at-top
+  axes = sharding.MESH_AXES + tuple(f"dcn_{a}" for a in sharding.MESH_AXES)
+  sizes = {}
+  for part in filter(None, text.replace(" ", "").split(",")):
+    name, _, value = part.partition("=")
+    if name not in axes or not re.fullmatch(r"-?\d+", value):
+      raise PlanError(f"--mesh {text!r}: {part!r} is not AXIS=SIZE with AXIS one of "
+                      f"{', '.join(axes)}; e.g. --mesh data=2,fsdp=16,tensor=1")
+    sizes[name] = int(value)
+  return sizes
+
+
+def parse_bytes(text):
+  """'16GiB' -> 17179869184 (GB = 10**9, GiB = 2**30; a bare number is bytes)."""
+  match = re.fullmatch(r"\s*([\d.]+)\s*([A-Za-z]*)\s*", text)
+  if not match or match.group(2).upper() not in _UNITS:
+    raise PlanError(f"--device-memory {text!r} is not a size; write e.g. 16GiB, 80GB or "
+                    "512MiB")
+  return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def abstract_batch(config, batch_sharding):
+  """ShapeDtypeStructs of one global batch, as data/pretrain.py allocates it."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rows, length = config.train.batch_size, config.data.max_seq_len
+  preds = config.data.max_predictions_per_seq
+  shapes = dict(input_ids=(length,), token_type_ids=(length,), attention_mask=(length,),
+                mlm_positions=(preds,), mlm_ids=(preds,), mlm_weights=(preds,),
+                nsp_labels=(), example_weights=())
+  return {k: jax.ShapeDtypeStruct(
+      (rows,) + s, np.float32 if k.endswith("weights") else np.int32,
+      sharding=batch_sharding) for k, s in shapes.items()}
+
+
+def per_device_bytes(abstract_tree):
+  """Bytes one device holds of a tree of sharded ShapeDtypeStructs (the largest shard)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return sum(math.prod(x.sharding.shard_shape(x.shape)) * x.dtype.itemsize
+             for x in jax.tree.leaves(abstract_tree))
+
+
+def total_bytes(abstract_tree):
+  import jax  # pylint: disable=g-import-not-at-top
+  return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(abstract_tree))
+
+
+def analytic_flops(config, num_params):
+  """Training FLOPs per step: 3 x forward (backward = 2 x forward), matmuls only.
+
+  Returns:
+    (6 * N * tokens, the same with BERT's details): the detailed count drops the
+    embedding tables from N (looked up, not multiplied), adds attention's
+    QK^T and AV (4 * L * H per token and layer), and runs the MLM output layer
+    (tied [V, H] plus a dense H x H) only at the P masked positions.
+  """
+  m, d = config.model, config.data
+  rows, length, preds = config.train.batch_size, d.max_seq_len, d.max_predictions_per_seq
+  tokens = rows * length
+  h, layers = m.hidden_size, m.num_layers
+  layer_matmul = 4 * h * h + 2 * h * m.mlp_dim  # q, k, v, out; wi, wo
+  forward = (tokens * layers * (2 * layer_matmul + 4 * length * h)
+             + rows * preds * 2 * (h * h + d.vocab_size * h)
+             + rows * 2 * (h * h + 2 * h))  # pooler, NSP
+  return 6 * num_params * tokens, 3 * forward
+
+
+def compile_plan(config, num_devices):
+  """Compiles the train step on this process's first num_devices devices.
+
+  Returns:
+    A JSON-able dict of per-device bytes, FLOPs and timings.
+  """
+  import time  # pylint: disable=g-import-not-at-top
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from prelm_jax import optim, sharding, train  # pylint: disable=g-import-not-at-top
+  from prelm_jax import train_step as step_lib  # pylint: disable=g-import-not-at-top
+  from prelm_jax.model import pretraining  # pylint: disable=g-import-not-at-top
+  mesh = sharding.create_mesh(config.mesh, devices=jax.devices()[:num_devices])
+  train.check_config(config, mesh)
+  model = pretraining.build_model(config.model, config.data.vocab_size)
+  tx, schedule = optim.make_optimizer(config.optim, config.train.num_steps)
+  start = time.perf_counter()
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.config_rules(config)):
+    abstract, shardings, _ = train.abstract_state_and_shardings(model, tx, config, mesh)
+    batch = abstract_batch(config, sharding.batch_sharding(mesh))
+    step_fn = jax.jit(
+        # As train.run builds it (keep the two in step).
+        functools.partial(step_lib.train_step, model=model, tx=tx, schedule=schedule,
+                          grad_accum_steps=config.train.grad_accum_steps,
+                          nonfinite_policy=config.train.get("nonfinite_policy", "stop")),
+        in_shardings=(shardings, sharding.batch_sharding(mesh)),
+        out_shardings=(shardings, None), donate_argnums=0)
+    lowered = step_fn.lower(abstract, batch)
+    compiled = lowered.compile()
+  seconds = time.perf_counter() - start
+  memory = compiled.memory_analysis()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(abstract.params))
+  simple, detailed = analytic_flops(config, num_params)
+  mem = {k: int(getattr(memory, f"{k}_size_in_bytes", 0) or 0)
+         for k in ("argument", "output", "alias", "temp", "generated_code")}
+  return {
+      "devices": num_devices, "platform": jax.devices()[0].platform,
+      "mesh": dict(mesh.shape), "num_params": int(num_params),
+      "params_bytes_total": total_bytes(abstract.params),
+      "opt_state_bytes_total": total_bytes(abstract.opt_state),
+      "params_bytes_per_device": per_device_bytes(abstract.params),
+      "opt_state_bytes_per_device": per_device_bytes(abstract.opt_state),
+      "batch_bytes_per_device": per_device_bytes(batch),
+      "compiled_bytes_per_device": mem,
+      # Arguments (state + batch) live on; donated state is reused for the outputs.
+      "peak_bytes_per_device": mem["argument"] + mem["output"] - mem["alias"] + mem["temp"],
+      "flops_per_device_compiled": float(cost.get("flops", 0.0)) if cost else 0.0,
+      "flops_per_step_6nt": float(simple), "flops_per_step_analytic": float(detailed),
+      "compile_seconds": seconds,
+      "loops": " and ".join(
+          name for name, on in (("scan_layers", config.model.scan_layers),
+                                ("grad_accum_steps > 1", config.train.grad_accum_steps > 1))
+          if on),
+  }
+
+
+def plan(config, num_devices):
+  """compile_plan here if this process has num_devices devices, else in a subprocess.
+
+  The subprocess runs `python -m prelm_jax.plan CONFIG.json N` with N simulated CPU
+  devices; XLA reads that flag only at start-up, hence a fresh process.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.device_count() >= num_devices:
+    return compile_plan(config, num_devices)
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "config.json")
+    with open(path, "w") as f:
+      f.write(config.to_json_best_effort())
+    flags_env = re.sub(r"--xla_force_host_platform_device_count=\d+", "",
+                       os.environ.get("XLA_FLAGS", ""))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=(
+        f"{flags_env} --xla_force_host_platform_device_count={num_devices}").strip())
+    proc = subprocess.run([sys.executable, "-m", "prelm_jax.plan", path, str(num_devices)],
+                          env=env, capture_output=True, text=True, check=False)
+  if proc.returncode:
+    lines = proc.stderr.strip().splitlines() or ["(no output)"]
+    raise PlanError(f"compiling for {num_devices} simulated CPU devices failed: "
+                    f"{lines[-1]}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def gib(n):
+  return f"{n / 2**30:.3f} GiB"
+
+
+def report(result, device_memory=None):
+  """The plan as lines for a person."""
+  mem = result["compiled_bytes_per_device"]
+  per_state = result["params_bytes_per_device"] + result["opt_state_bytes_per_device"]
+  n = result["devices"]
+  lines = [
+      f"Plan: {result['num_params'] / 1e6:.1f}M params on {n} {result['platform']} "
+      f"devices, mesh {result['mesh']} (compiled in {result['compile_seconds']:.1f}s)",
+      "Per device:",
+      f"  params           {gib(result['params_bytes_per_device'])} "
+      f"(total {gib(result['params_bytes_total'])})",
+      f"  optimizer state  {gib(result['opt_state_bytes_per_device'])} "
+      f"(total {gib(result['opt_state_bytes_total'])})",
+      f"  params + opt     {gib(per_state)}  vs total / {n} = "
+      f"{gib((result['params_bytes_total'] + result['opt_state_bytes_total']) / n)}",
+      f"  batch            {gib(result['batch_bytes_per_device'])}",
+      f"  compiled: arguments {gib(mem['argument'])}, outputs {gib(mem['output'])}, "
+      f"aliased {gib(mem['alias'])}, activations/temporaries {gib(mem['temp'])}",
+      f"  peak estimate    {gib(result['peak_bytes_per_device'])}",
+      f"FLOPs per step: compiled {result['flops_per_device_compiled'] * n:.3e} "
+      f"({result['flops_per_device_compiled']:.3e} per device); analytic "
+      f"{result['flops_per_step_analytic']:.3e}; 6*N*tokens {result['flops_per_step_6nt']:.3e}",
+  ]
+  if result.get("loops"):
+    lines.append(f"  ({result['loops']}: XLA's cost analysis counts a loop body once, not "
+                 "once per trip; trust the analytic count)")
+  if device_memory is not None:
+    peak = result["peak_bytes_per_device"]
+    verdict = "fits" if peak <= device_memory else "does NOT fit"
+    lines.append(f"Memory: {verdict} in {gib(device_memory)} per device "
+                 f"({100 * peak / device_memory:.1f}% used)")
+  return lines
+
+
+def main(config, fail):
+  """`prelm plan`: flags -> plan -> printed report. Bad input goes to fail(message)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from prelm_jax import sharding, train  # pylint: disable=g-import-not-at-top
+  try:
+    if _MESH.value:
+      config.mesh.update(parse_mesh(_MESH.value))
+    sizes = [config.mesh[a] for a in sharding.MESH_AXES]
+    devices = _DEVICES.value
+    if devices is None:
+      if -1 in sizes:
+        raise PlanError(f"mesh {dict(zip(sharding.MESH_AXES, sizes))} has a -1 axis; give "
+                        "--devices N or every size in --mesh")
+      devices = math.prod(sizes) * math.prod(sharding.dcn_shape(config.mesh))
+    if devices < 1:
+      raise PlanError(f"--devices={devices} must be >= 1")
+    memory = parse_bytes(_DEVICE_MEMORY.value) if _DEVICE_MEMORY.value else None
+    # Mistakes as one line here rather than from inside the compiling subprocess.
+    shape = sharding.mesh_shape(config.mesh, devices)
+    train.check_config(config, jax.sharding.AbstractMesh(shape, sharding.MESH_AXES))
+    result = plan(config, devices)
+  except (PlanError, sharding.MeshError, train.ConfigError) as e:
+    fail(e)
+  print("\n".join(report(result, memory)))
+  return result
+
+
+if __name__ == "__main__":
+  # Subprocess entry (see plan()): CONFIG.json N -> one JSON line on stdout.
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  with open(sys.argv[1]) as f:
+    _config = ml_collections.ConfigDict(json.load(f))
+  print(json.dumps(compile_plan(_config, int(sys.argv[2]))))

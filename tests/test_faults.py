@@ -1,0 +1,263 @@
+"""Fault injection on real `prelm train` processes: SIGKILL at random times, SIGTERM.
+
+`pytest -m faults` runs these; CI runs the short version (PRELM_FAULT_KILLS unset: 3
+kills) and `make test-faults` the long one (PRELM_FAULT_KILLS=20). Each process pays the
+jax import and compile (~10-30 s on 2 cores), which is what makes the long one long.
+The two-process tests (a dead process; SIGTERM to one of two) are also marked slow.
+"""
+import json
+import os
+import pathlib
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from experiments import base
+from prelm_jax import preemption
+from prelm_jax import train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# tests/test_train.py's tiny_config, as command-line overrides.
+TINY = {"model.num_layers": 1, "model.hidden_size": 32, "model.num_heads": 2,
+        "model.mlp_dim": 64, "model.max_position_embeddings": 64, "data.vocab_size": 600,
+        "data.max_seq_len": 64, "data.max_predictions_per_seq": 10,
+        "train.batch_size": 16, "train.eval_batch_size": 16, "train.log_every": 1,
+        "train.eval_every": 10, "train.checkpoint_every": 2, "train.keep_checkpoints": 3,
+        "optim.learning_rate": 3e-3, "optim.warmup_steps": 2}
+
+
+def prelm_train(data_dir, workdir, **overrides):
+  """argv of `prelm train` on the tiny model; overrides as {"train.num_steps": 8}."""
+  settings = dict(TINY, **{"data.tfds_data_dir": data_dir}, **overrides)
+  return ([sys.executable, "-m", "prelm_jax.main", "train", "--config",
+           str(REPO / "experiments" / "base.py"), "--workdir", str(workdir)]
+          + [f"--config.{k}={v}" for k, v in settings.items()])
+
+
+def start(argv, log_path):
+  env = dict(os.environ, PYTHONUNBUFFERED="1")  # a killed process keeps its last lines
+  log = open(log_path, "w")
+  return subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def complete_steps(workdir):
+  """Checkpoint steps on disk as finished directories (orbax renames them when done)."""
+  path = pathlib.Path(workdir, "checkpoints")
+  return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.exists() else []
+
+
+def partial_dirs(workdir):
+  path = pathlib.Path(workdir, "checkpoints")
+  return [p.name for p in path.iterdir() if not p.name.isdigit()] if path.exists() else []
+
+
+def resumed_from(log_path):
+  text = pathlib.Path(log_path).read_text()
+  marker = "Resuming from the checkpoint at step "
+  return int(text.split(marker)[1].split()[0]) if marker in text else None
+
+
+def load_state(workdir, step):
+  return ocp.StandardCheckpointer().restore(
+      pathlib.Path(workdir, "checkpoints", str(step), "state").resolve())
+
+
+def train_records(workdir):
+  lines = pathlib.Path(workdir, "metrics.jsonl").read_text().splitlines()
+  return [{k: v for k, v in r.items() if not k.endswith("_per_sec")}
+          for r in map(json.loads, lines)]
+
+
+def metric_lines(workdir):
+  path = pathlib.Path(workdir, "metrics.jsonl")
+  return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@pytest.mark.faults
+def test_sigkill_at_random_times_then_resume_matches_uninterrupted(pydocs_data_dir,
+                                                                   tmp_path):
+  kills_wanted = int(os.environ.get("PRELM_FAULT_KILLS", "3"))
+  num_steps = 40 if kills_wanted <= 5 else 10 * kills_wanted
+  argv = lambda workdir: prelm_train(pydocs_data_dir, workdir,
+                                     **{"train.num_steps": num_steps})
+  rng = random.Random(int(os.environ.get("PRELM_FAULT_SEED", "0")))
+
+  # The uninterrupted reference runs in this process (one start-up less); the same
+  # config through the command line, as the killed runs get it.
+  straight = tmp_path / "straight"
+  config = base.get_config()
+  for key, value in dict(TINY, **{"data.tfds_data_dir": pydocs_data_dir,
+                                  "train.num_steps": num_steps}).items():
+    section, name = key.split(".")
+    config[section][name] = value
+  train.run(config, str(straight))
+
+  work = tmp_path / "killed"
+  kills = resumes = 0
+  partial_seen = 0
+  attempt = 0
+  while kills < kills_wanted:
+    attempt += 1
+    assert attempt <= 3 * kills_wanted, "the run finished too early: raise num_steps"
+    before = complete_steps(work)
+    log_path = tmp_path / f"attempt{attempt}.log"
+    proc = start(argv(work), log_path)
+    # Kills land either at a random moment of start-up (restore, compile) or while
+    # training, a random 0-1.5 s after this attempt completed a checkpoint: during
+    # steps and async checkpoint writes. Start-up kills need a checkpoint to matter.
+    during_training = not before or attempt % 2 == 1 or rng.random() < 0.6
+    deadline = time.time() + 240
+    if during_training:
+      while complete_steps(work) == before and proc.poll() is None:
+        assert time.time() < deadline, "no training progress"
+        time.sleep(0.05)
+      time.sleep(rng.uniform(0.0, 1.5))
+    else:
+      time.sleep(rng.uniform(0.0, 12.0))
+    if proc.poll() is not None:  # it finished before the kill: that one ran through
+      assert proc.returncode == 0, log_path.read_text()[-3000:]
+      break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kills += 1
+    start_step = resumed_from(log_path)
+    if before:
+      if start_step is not None:  # it got far enough to restore: from the latest one
+        resumes += 1
+        assert start_step == before[-1], (start_step, before, log_path.read_text()[-2000:])
+    else:
+      assert start_step is None
+    partial = partial_dirs(work)
+    partial_seen += bool(partial)
+    print(f"kill {kills}: {'training' if during_training else 'start-up'}, resumed from "
+          f"{start_step}, complete {complete_steps(work)}, partial {partial}")
+
+  # The last resume runs to the end.
+  before = complete_steps(work)
+  final_log = tmp_path / "final.log"
+  proc = start(argv(work), final_log)
+  assert proc.wait(timeout=600) == 0, final_log.read_text()[-3000:]
+  if before:
+    resumes += 1
+    assert resumed_from(final_log) == before[-1]
+  assert complete_steps(work)[-1] == num_steps
+
+  got, want = load_state(work, num_steps), load_state(straight, num_steps)
+  jax.tree.map(np.testing.assert_array_equal, got, want)  # params, optimizer, step, rng
+  # metrics.jsonl: records past a restored step were dropped and written again once.
+  assert train_records(work) == train_records(straight)
+  summary = (f"fault injection: {kills} SIGKILLs ({partial_seen} left a partial "
+             f"checkpoint dir), {resumes} resumes from the latest complete checkpoint, "
+             f"final params/optimizer state bit-identical to the uninterrupted run: 1/1")
+  print("\n" + summary)
+  assert kills == kills_wanted
+
+
+@pytest.mark.faults
+def test_sigterm_saves_a_checkpoint_and_exits_with_the_preemption_code(pydocs_data_dir,
+                                                                      tmp_path):
+  argv = prelm_train(pydocs_data_dir, tmp_path, **{"train.num_steps": 100000,
+                                                   "train.checkpoint_every": 1000})
+  log_path = tmp_path / "run.log"
+  proc = start(argv, log_path)
+  deadline = time.time() + 240
+  while metric_lines(tmp_path) < 3:
+    assert proc.poll() is None and time.time() < deadline, log_path.read_text()[-3000:]
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=120) == preemption.PREEMPTED_EXIT_CODE, log_path.read_text()
+  log = log_path.read_text()
+  steps = complete_steps(tmp_path)
+  assert len(steps) == 1 and steps[0] >= 3, steps   # not on the every-1000 schedule
+  assert f"preempted: checkpoint saved at step {steps[0]}" in log
+  assert not partial_dirs(tmp_path)                  # durable before exiting
+  # Resuming continues from exactly that step.
+  argv = prelm_train(pydocs_data_dir, tmp_path, **{"train.num_steps": steps[0] + 2,
+                                                   "train.checkpoint_every": 1000})
+  done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert f"Resuming from the checkpoint at step {steps[0]}" in done.stdout
+  assert complete_steps(tmp_path)[-1] == steps[0] + 2
+
+
+def free_port():
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def start_two_processes(data_dir, tmp_path, **env):
+  """Two `prelm train` processes (4 CPU devices each) meeting on 127.0.0.1, started
+  directly: launch/local.sh would itself stop the survivor when one fails."""
+  argv = prelm_train(data_dir, tmp_path / "w", **{
+      "train.num_steps": 100000, "train.checkpoint_every": 100000,
+      "train.eval_every": 100000})
+  port = free_port()
+  procs = []
+  for i in range(2):
+    proc_env = dict(os.environ, PYTHONUNBUFFERED="1", JAX_PLATFORMS="cpu",
+                    XLA_FLAGS="--xla_force_host_platform_device_count=4", **env)
+    log = open(tmp_path / f"p{i}.log", "w")
+    procs.append(subprocess.Popen(
+        argv + [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                f"--process_id={i}"], cwd=REPO, env=proc_env, stdout=log,
+        stderr=subprocess.STDOUT))
+  deadline = time.time() + 300
+  while metric_lines(tmp_path / "w") < 2:  # both are inside the training loop
+    if not all(p.poll() is None for p in procs) or time.time() > deadline:
+      for p in procs:
+        p.kill()
+      pytest.fail((tmp_path / "p0.log").read_text()[-3000:])
+    time.sleep(0.1)
+  return procs
+
+
+@pytest.mark.faults
+@pytest.mark.slow
+def test_when_one_process_dies_the_other_exits_within_the_heartbeat_timeout(
+    pydocs_data_dir, tmp_path):
+  heartbeat = 10
+  procs = start_two_processes(pydocs_data_dir, tmp_path,
+                              PRELM_HEARTBEAT_TIMEOUT=str(heartbeat))
+  try:
+    procs[1].send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    rc = procs[0].wait(timeout=heartbeat + 60)
+    waited = time.time() - killed_at
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  print(f"\nprocess 0 exited with {rc} {waited:.1f} s after process 1 was killed "
+        f"(heartbeat timeout {heartbeat} s)")
+  assert rc != 0
+  assert waited < heartbeat + 30
+  assert "stopped sending heartbeats" in (tmp_path / "p0.log").read_text()
+
+
+@pytest.mark.faults
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_the_same_step(pydocs_data_dir, tmp_path):
+  procs = start_two_processes(pydocs_data_dir, tmp_path)
+  try:
+    procs[1].send_signal(signal.SIGTERM)  # the other one hears it through jax
+    codes = [p.wait(timeout=120) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  assert codes == [preemption.PREEMPTED_EXIT_CODE] * 2, codes
+  steps = complete_steps(tmp_path / "w")
+  assert len(steps) == 1, steps
+  for i in range(2):
+    assert (f"preempted: checkpoint saved at step {steps[0]}"
+            in (tmp_path / f"p{i}.log").read_text())
+  assert not partial_dirs(tmp_path / "w")
