@@ -11,7 +11,6 @@ temporaries (compiled.memory_analysis()), FLOPs per step (compiled.cost_analysis
 next to an analytic count, and whether it fits the device memory. No corpus is read:
 the vocabulary size is config.data.vocab_size.
 """
-import functools
 import json
 import math
 import os
@@ -116,7 +115,6 @@ def compile_plan(config, num_devices):
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   from prelm_jax import optim, sharding, train  # pylint: disable=g-import-not-at-top
-  from prelm_jax import train_step as step_lib  # pylint: disable=g-import-not-at-top
   from prelm_jax.model import pretraining  # pylint: disable=g-import-not-at-top
   mesh = sharding.create_mesh(config.mesh, devices=jax.devices()[:num_devices])
   train.check_config(config, mesh)
@@ -126,13 +124,7 @@ def compile_plan(config, num_devices):
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.config_rules(config)):
     abstract, shardings, _ = train.abstract_state_and_shardings(model, tx, config, mesh)
     batch = abstract_batch(config, sharding.batch_sharding(mesh))
-    step_fn = jax.jit(
-        # As train.run builds it (keep the two in step).
-        functools.partial(step_lib.train_step, model=model, tx=tx, schedule=schedule,
-                          grad_accum_steps=config.train.grad_accum_steps,
-                          nonfinite_policy=config.train.get("nonfinite_policy", "stop")),
-        in_shardings=(shardings, sharding.batch_sharding(mesh)),
-        out_shardings=(shardings, None), donate_argnums=0)
+    step_fn = train.jit_train_step(config, model, tx, schedule, shardings, mesh)
     lowered = step_fn.lower(abstract, batch)
     compiled = lowered.compile()
   seconds = time.perf_counter() - start

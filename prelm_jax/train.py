@@ -107,6 +107,17 @@ def abstract_state_and_shardings(model, tx, config, mesh):
   return abstract, shardings, init
 
 
+def jit_train_step(config, model, tx, schedule, state_shardings, mesh):
+  """The jitted train step, state donated; `prelm plan` compiles this same function."""
+  return jax.jit(
+      functools.partial(step_lib.train_step, model=model, tx=tx, schedule=schedule,
+                        grad_accum_steps=config.train.grad_accum_steps,
+                        nonfinite_policy=config.train.nonfinite_policy,
+                        debug_nan_at_step=config.train.debug_nan_at_step),
+      in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+      out_shardings=(state_shardings, None), donate_argnums=0)
+
+
 def create_or_restore_state(model, tx, config, mesh, mngr):
   """Restore order: the workdir's latest checkpoint, else a fresh sharded init."""
   abstract, shardings, init = abstract_state_and_shardings(model, tx, config, mesh)
@@ -194,16 +205,10 @@ def run(config, workdir, *, allow_config_change=False, stop_at=None):
         restored = int(jax.device_get(state.step))
         metrics_lib.drop_records_after(workdir, restored,
                                        drop_eval_at_step=restored == num_steps)
-      batch_sharding = sharding.batch_sharding(mesh)
-      train_fn = jax.jit(
-          functools.partial(step_lib.train_step, model=model, tx=tx, schedule=schedule,
-                            grad_accum_steps=config.train.grad_accum_steps,
-                            nonfinite_policy=config.train.nonfinite_policy,
-                            debug_nan_at_step=config.train.debug_nan_at_step),
-          in_shardings=(state_shardings, batch_sharding),
-          out_shardings=(state_shardings, None), donate_argnums=0)
+      train_fn = jit_train_step(config, model, tx, schedule, state_shardings, mesh)
       eval_fn = jax.jit(functools.partial(step_lib.eval_step, model=model),
-                        in_shardings=(state_shardings.params, batch_sharding))
+                        in_shardings=(state_shardings.params,
+                                      sharding.batch_sharding(mesh)))
       evaluate_now = lambda params: evaluate(eval_fn, params, eval_batches, mesh)
 
       with preemption.Watch(mngr) as watch:
