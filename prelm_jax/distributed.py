@@ -13,6 +13,8 @@ global device list and the mesh, batches and checkpoints span every process.
 """
 import contextlib
 import os
+import socket
+import time
 
 import jax
 from jax.experimental import multihost_utils
@@ -99,17 +101,52 @@ def plan(mode, coordinator_address=None, num_processes=None, process_id=None,
   return None
 
 
+def _seconds(environ, name, default):
+  environ = os.environ if environ is None else environ
+  value = environ.get(name, str(default))
+  if not value.isdigit() or int(value) < 1:
+    raise DistributedError(f"{name}={value!r} is not a positive number of seconds; unset "
+                           f"it or use e.g. {default}")
+  return int(value)
+
+
 def heartbeat_timeout(environ=None):
   """Seconds without a heartbeat after which jax's coordination service declares a
   process dead; every other process then exits with an error instead of hanging in
   its next collective. $PRELM_HEARTBEAT_TIMEOUT overrides the default of 60 (jax: 100).
   """
-  environ = os.environ if environ is None else environ
-  value = environ.get("PRELM_HEARTBEAT_TIMEOUT", "60")
-  if not value.isdigit() or int(value) < 1:
-    raise DistributedError(f"PRELM_HEARTBEAT_TIMEOUT={value!r} is not a positive number "
-                           "of seconds; unset it or use e.g. 60")
-  return int(value)
+  return _seconds(environ, "PRELM_HEARTBEAT_TIMEOUT", 60)
+
+
+def init_timeout(environ=None):
+  """Seconds the processes wait for each other to meet at start-up (a wrong coordinator
+  address, or a process that never started). $PRELM_INIT_TIMEOUT overrides jax's 300;
+  large pods whose VMs boot unevenly may need more.
+  """
+  return _seconds(environ, "PRELM_INIT_TIMEOUT", 300)
+
+
+def wait_for_coordinator(address, timeout):
+  """Waits until process 0's coordinator accepts connections; raises after `timeout` s.
+
+  jax aborts the whole interpreter (no Python exception) when it cannot reach the
+  coordinator, so a wrong address would end with a C++ stack trace; probing first
+  turns that into a one-line error.
+  """
+  host, _, port = address.rpartition(":")
+  deadline = time.monotonic() + timeout
+  while True:
+    try:
+      with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+        return
+    except OSError as e:
+      if time.monotonic() >= deadline:
+        raise DistributedError(
+            f"the coordinator {address} did not accept a connection within {timeout} s "
+            f"({type(e).__name__}: {e.strerror or e}); check that process 0 runs on that "
+            "host with the same --coordinator_address and that the port is open, or wait "
+            "longer with $PRELM_INIT_TIMEOUT (seconds)") from None
+      time.sleep(0.5)
 
 
 def initialize(mode, coordinator_address=None, num_processes=None, process_id=None):
@@ -125,14 +162,19 @@ def initialize(mode, coordinator_address=None, num_processes=None, process_id=No
   kwargs = plan(mode, coordinator_address, num_processes, process_id)
   if kwargs is None:
     return None
+  if kwargs.get("process_id", 0) != 0:
+    wait_for_coordinator(kwargs["coordinator_address"], init_timeout())
   try:
-    jax.distributed.initialize(**kwargs, heartbeat_timeout_seconds=heartbeat_timeout())
+    jax.distributed.initialize(**kwargs, heartbeat_timeout_seconds=heartbeat_timeout(),
+                               initialization_timeout=init_timeout())
   except (RuntimeError, ValueError) as e:
     where = kwargs.get("coordinator_address") or "the auto-detected coordinator"
     detail = " ".join(str(e).split())[:300]
     raise DistributedError(
         f"jax.distributed.initialize via {where} failed ({detail}); check that every "
-        "process started with the same coordinator and process count") from None
+        "process started with the same coordinator and process count, and that the "
+        "coordinator's host and port can be reached (wait longer with "
+        "$PRELM_INIT_TIMEOUT, in seconds)") from None
   return (f"process {jax.process_index()} of {jax.process_count()}, "
           f"{jax.local_device_count()} local of {jax.device_count()} devices")
 

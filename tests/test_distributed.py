@@ -1,6 +1,10 @@
-"""When `prelm train` calls jax.distributed.initialize, and its flag errors (no jax start)."""
+"""When `prelm train` calls jax.distributed.initialize, its flag errors, and a coordinator
+that never answers."""
+import os
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -61,3 +65,31 @@ def test_cli_reports_incomplete_flags_in_one_line(tmp_path):
   assert lines == ["prelm: error: --num_processes given without --coordinator_address, "
                    "--process_id; a multi-process run needs all three, e.g. "
                    "--coordinator_address=10.0.0.1:1234 --num_processes=2 --process_id=0"]
+
+
+def test_unreachable_coordinator_fails_within_the_init_timeout(tmp_path):
+  with socket.socket() as s:  # a port nobody listens on
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  start = time.monotonic()
+  proc = subprocess.run(
+      [sys.executable, "-m", "prelm_jax.main", "train", "--config", "bert_micro_test",
+       f"--workdir={tmp_path}/w", f"--coordinator_address=127.0.0.1:{port}",
+       "--num_processes=2", "--process_id=1"],
+      capture_output=True, text=True, timeout=120,
+      env={**os.environ, "PRELM_INIT_TIMEOUT": "5", "JAX_PLATFORMS": "cpu"})
+  assert proc.returncode == 2, proc.stderr
+  assert time.monotonic() - start < 60
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"prelm: error: the coordinator 127.0.0.1:{port} did not accept "
+                         "a connection within 5 s"), last
+  assert "$PRELM_INIT_TIMEOUT" in last
+  assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+def test_timeouts_from_the_environment():
+  assert distributed.init_timeout({}) == 300
+  assert distributed.init_timeout({"PRELM_INIT_TIMEOUT": "20"}) == 20
+  assert distributed.heartbeat_timeout({}) == 60
+  with pytest.raises(distributed.DistributedError, match="PRELM_INIT_TIMEOUT='soon'"):
+    distributed.init_timeout({"PRELM_INIT_TIMEOUT": "soon"})
