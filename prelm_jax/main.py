@@ -85,10 +85,12 @@ def main(argv):
                                     _NUM_PROCESSES.value, _PROCESS_ID.value)
   except distributed.DistributedError as e:
     fail(e)
-  if joined:
-    print(f"prelm: {joined}", file=sys.stderr)
   from prelm_jax import train, workdir, sharding  # pylint: disable=g-import-not-at-top
   from prelm_jax import checkpoint_guard, nonfinite, preemption  # pylint: disable=g-import-not-at-top
+  if joined:
+    print(f"prelm: {joined}", file=sys.stderr)
+  else:  # with several processes jax's preemption sync manager owns SIGTERM
+    preemption.exit_on_sigterm_before_training()
   try:
     result = train.run(_CONFIG.value, _WORKDIR.value,
                        allow_config_change=_ALLOW_CONFIG_CHANGE.value)

@@ -16,6 +16,7 @@ same command again resumes from that checkpoint.
   cannot be agreed on without a collective, so SIGINT keeps its default.
 """
 import signal
+import sys
 import threading
 
 import jax
@@ -23,6 +24,22 @@ import jax
 # Distinct from errors (1, 2) and from a signal death (128 + n), so that a launcher or
 # a retry loop knows to requeue the job: the workdir holds a checkpoint to resume.
 PREEMPTED_EXIT_CODE = 42
+
+
+def exit_on_sigterm_before_training():
+  """Single process: a SIGTERM before the loop (corpus, vocabulary, compile) exits 42.
+
+  Nothing needs saving then (the dataset and vocab.txt are written atomically), but the
+  exit code must still tell a launcher to requeue. Watch replaces this handler for
+  the loop and puts it back after.
+  """
+  def handle(signum, frame):
+    del frame
+    print(f"prelm: {signal.Signals(signum).name} before the first step: nothing to save; "
+          "run the same command again to resume", file=sys.stderr)
+    sys.exit(PREEMPTED_EXIT_CODE)
+  if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, handle)
 
 
 class Preempted(Exception):

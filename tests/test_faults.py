@@ -261,3 +261,24 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(pydocs_data_dir, tmp
     assert (f"preempted: checkpoint saved at step {steps[0]}"
             in (tmp_path / f"p{i}.log").read_text())
   assert not partial_dirs(tmp_path / "w")
+
+
+@pytest.mark.faults
+def test_sigterm_before_the_first_step_exits_with_the_preemption_code(pydocs_data_dir,
+                                                                      tmp_path):
+  # The signal arrives while the corpus is loaded (deterministically: load_data sends it).
+  argv = prelm_train(pydocs_data_dir, tmp_path)
+  script = ("import os, signal, sys\n"
+            "from prelm_jax import main, train\n"
+            "load = train.load_data\n"
+            "def load_after_sigterm(*a, **k):\n"
+            "  os.kill(os.getpid(), signal.SIGTERM)\n"
+            "  return load(*a, **k)\n"
+            "train.load_data = load_after_sigterm\n"
+            "sys.argv = ['prelm'] + sys.argv[1:]\n"
+            "main.cli()\n")
+  proc = subprocess.run([sys.executable, "-c", script] + argv[argv.index("train"):],
+                        cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == preemption.PREEMPTED_EXIT_CODE, proc.stderr[-3000:]
+  assert "SIGTERM before the first step: nothing to save" in proc.stderr
+  assert not complete_steps(tmp_path) and not partial_dirs(tmp_path)
