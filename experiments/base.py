@@ -67,7 +67,7 @@ def get_config(arg=None):
   config.train.max_consecutive_skips = 5
   config.train.debug_nan_at_step = -1    # testing aid: step k's loss becomes NaN
   # -1: resume from the latest checkpoint; a step: resume from that one instead (e.g.
-  # when the latest is corrupt; nothing is deleted).
+  # when the latest is corrupt). Later checkpoints move to checkpoints_set_aside/.
   config.train.restore_step = -1
   # Printed with the model's top-5 guesses at the end of `prelm train`.
   config.train.fill_mask_prompts = ("return the [MASK] of the function.",

@@ -9,13 +9,16 @@
 """
 import contextlib
 import errno
+import json
 import os
 
 import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 from etils import epath
 
 from prelm_jax import checkpointing
+from prelm_jax import metrics
 
 WORD_EMBEDDINGS = "['params']['encoder']['embeddings']['word_embeddings']['embedding']"
 
@@ -88,15 +91,63 @@ def restore(mngr, step, abstract_state, vocab_path):
         f"({type(e).__name__}: {_short(e)}); {_previous_hint(mngr, step)}") from None
 
 
+APPLIED_FILE = "restore_step_applied.json"
+SET_ASIDE_DIR = "checkpoints_set_aside"
+
+
 def restore_step(mngr, requested):
-  """The step to restore: the latest, or `requested` (>= 0) if it exists; None if none."""
+  """The step to restore: the latest, or `requested` (>= 0) if it exists; None if none.
+
+  A requested step is applied once: a requeued job that repeats the same command (with
+  the same --config.train.restore_step) resumes from the checkpoints written since,
+  instead of going back again.
+  """
   if requested is None or requested < 0:
     return mngr.latest_step()
+  applied = _read_applied(mngr)
+  latest = mngr.latest_step()
+  if applied == requested and latest is not None and latest > requested:
+    return latest
   if requested not in mngr.all_steps():
     raise CheckpointError(
         f"config.train.restore_step={requested} is not a checkpoint in {mngr.directory} "
         f"(it has {sorted(mngr.all_steps())}); pick one of those, or -1 for the latest")
   return requested
+
+
+def _workdir(mngr):
+  return epath.Path(mngr.directory).parent
+
+
+def _read_applied(mngr):
+  path = _workdir(mngr) / APPLIED_FILE
+  return json.loads(path.read_text())["restore_step"] if path.exists() else None
+
+
+def set_aside_later_checkpoints(mngr, step):
+  """After restoring an earlier `step` on request: moves the checkpoints after it to
+  <workdir>/checkpoints_set_aside/ (kept, never deleted), since the new run's own saves
+  at those steps would otherwise be skipped and a restart would pick the old ones.
+
+  Returns:
+    The steps moved, and records the request in <workdir>/restore_step_applied.json.
+  """
+  later = [s for s in mngr.all_steps() if s > step]
+  if jax.process_index() == 0:
+    aside = _workdir(mngr) / SET_ASIDE_DIR
+    aside.mkdir(parents=True, exist_ok=True)
+    for s in later:
+      target, n = aside / str(s), 1
+      while target.exists():  # set aside before: keep both
+        target, n = aside / f"{s}.{n}", n + 1
+      os.rename(epath.Path(mngr.directory) / str(s), target)
+    metrics.write_json(str(_workdir(mngr) / APPLIED_FILE),
+                       {"restore_step": step, "set_aside": later,
+                        "set_aside_dir": str(aside)})
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("prelm_set_aside_checkpoints")
+  mngr.reload()
+  return later
 
 
 def _is_disk_full(e):

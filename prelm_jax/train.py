@@ -124,8 +124,16 @@ def create_or_restore_state(model, tx, config, mesh, mngr):
   latest = checkpoint_guard.restore_step(mngr, config.train.restore_step)
   if latest is not None:
     say(f"Resuming from the checkpoint at step {latest} in {mngr.directory}")
+    if 0 <= config.train.restore_step != latest:
+      say(f"(config.train.restore_step={config.train.restore_step} was applied before, see "
+          f"{checkpoint_guard.APPLIED_FILE}; delete that file to go back to it again)")
     vocab_path = os.path.join(os.path.dirname(str(mngr.directory)), "vocab.txt")
     state, _ = checkpoint_guard.restore(mngr, latest, abstract, vocab_path)
+    if latest == config.train.restore_step:
+      moved = checkpoint_guard.set_aside_later_checkpoints(mngr, latest)
+      if moved:
+        say(f"Moved the later checkpoints {moved} to "
+            f"{checkpoint_guard.SET_ASIDE_DIR}/ (kept, not deleted)")
     return state, shardings
   # Created already sharded: each device materialises only its own shards.
   state = jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=shardings)(

@@ -6,6 +6,7 @@ byte-identical afterwards. Config-key mistakes on the command line (unknown key,
 type) are covered in tests/test_configs.py::test_cli_errors_are_one_line.
 """
 import errno
+import json
 import os
 import pathlib
 import shutil
@@ -163,11 +164,23 @@ def test_corrupt_latest_checkpoint_then_restore_step_resumes_from_the_previous(
   corrupt = tree_digest(workdir / "checkpoints" / "4")
   with pytest.raises(checkpoint_guard.CheckpointError, match="restore_step=2"):
     train.run(config, str(workdir))
-  # The suggested fix works, and the bad checkpoint is left where it was (not deleted).
+  # The suggested fix works. The bad checkpoint is set aside, not deleted, so that the
+  # new run can save its own step 4 and a restart never picks the old one.
   config = config.copy_and_resolve_references()
   config.train.update(restore_step=2, num_steps=6)
-  assert int(train.run(config, str(workdir)).state.step) == 6
-  assert tree_digest(workdir / "checkpoints" / "4") == corrupt
+  result = train.run(config, str(workdir))
+  assert int(result.state.step) == 6
+  assert tree_digest(workdir / "checkpoints_set_aside" / "4") == corrupt
+  assert tree_digest(workdir / "checkpoints" / "4") != corrupt
+  assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [2, 4, 6]
+  # A requeued job repeating the same command goes on from step 6, not back to 2.
+  config.train.update(num_steps=8)
+  again = train.run(config, str(workdir))
+  assert int(again.state.step) == 8
+  steps = [json.loads(l)["step"] for l in (workdir / "metrics.jsonl").read_text().splitlines()
+           if json.loads(l)["split"] == "train"]
+  assert steps == sorted(steps) and steps[-1] == 8, steps   # no step logged twice
+  assert len(steps) == len(set(steps))
 
 
 @pytest.fixture
