@@ -14,13 +14,31 @@ class MetricsWriter:
 
   def __init__(self, workdir, *, enabled=None):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
+    self.workdir = workdir
     self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
     self.tensorboard_dir = os.path.join(workdir, "tensorboard")
-    self._tb = tensorboardX.SummaryWriter(self.tensorboard_dir) if self.enabled else None
+    self._tb = None
+
+  def start_at(self, step, *, drop_eval_at_step=False):
+    """Opens the outputs for a run that starts (or resumed) at `step`.
+
+    Records a previous attempt wrote past `step` are dropped from metrics.jsonl (see
+    drop_records_after) and hidden in TensorBoard (its purge_step), since the run
+    writes those steps again.
+    """
+    if not self.enabled:
+      return
+    drop_records_after(self.workdir, step, drop_eval_at_step=drop_eval_at_step)
+    # The suffix keeps two attempts started within one second (the default file name
+    # has the time in seconds) from writing to the same event file.
+    self._tb = tensorboardX.SummaryWriter(self.tensorboard_dir, purge_step=step + 1,
+                                          filename_suffix=f".{os.getpid()}.from{step}")
 
   def write(self, step, split, metrics):
     if not self.enabled:
       return
+    if self._tb is None:
+      self._tb = tensorboardX.SummaryWriter(self.tensorboard_dir)
     record = {"step": int(step), "split": split, **{k: float(v) for k, v in metrics.items()}}
     with open(self.jsonl_path, "a") as f:
       f.write(json.dumps(record) + "\n")
@@ -48,7 +66,7 @@ def drop_records_after(workdir, step, *, drop_eval_at_step=False):
   A run killed after logging step s but before its checkpoint at s was complete
   resumes from an earlier step r and logs r+1.. again; keeping both would duplicate
   them. Called only after the restore succeeded, so nothing is lost if it fails. A torn
-  last line (killed mid-write) is dropped too. TensorBoard events are not rewritten.
+  last line (killed mid-write) is dropped too.
 
   Args:
     workdir: the run directory.

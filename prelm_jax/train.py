@@ -209,10 +209,8 @@ def run(config, workdir, *, allow_config_change=False, stop_at=None):
   try:
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.config_rules(config)):
       state, state_shardings = create_or_restore_state(model, tx, config, mesh, mngr)
-      if jax.process_index() == 0:  # records past the restored step will be rewritten
-        restored = int(jax.device_get(state.step))
-        metrics_lib.drop_records_after(workdir, restored,
-                                       drop_eval_at_step=restored == num_steps)
+      restored = int(jax.device_get(state.step))  # records past it will be rewritten
+      writer.start_at(restored, drop_eval_at_step=restored == num_steps)
       train_fn = jit_train_step(config, model, tx, schedule, state_shardings, mesh)
       eval_fn = jax.jit(functools.partial(step_lib.eval_step, model=model),
                         in_shardings=(state_shardings.params,
