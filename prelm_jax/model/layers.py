@@ -94,9 +94,17 @@ class Embeddings(nn.Module):
       raise ValueError(
           f'Sequence length {length} exceeds max_position_embeddings '
           f'{self.config.max_position_embeddings}.')
-    x = self.word_embeddings(input_ids)
+    # FSDP: gather the table's `embed` shards before the lookup (as for any weight);
+    # left to itself, XLA's gather partitioner replicates the whole table instead.
+    table = nn.with_logical_constraint(self.word_table, ('vocab', None))
+    x = jnp.take(table, input_ids, axis=0).astype(self.config.compute_dtype)
     x = x + self.position_embeddings(jnp.arange(length))[None]
-    x = x + self.token_type_embeddings(token_type_ids)
+    # A one-hot matmul over the 2-row table, as google-research/bert does: it partitions
+    # like any matmul, where a gather from an FSDP-sharded table makes XLA replicate.
+    type_table = self.token_type_embeddings.embedding.astype(self.config.compute_dtype)
+    x = x + jnp.einsum('blt,th->blh',
+                       jax.nn.one_hot(token_type_ids, type_table.shape[0], dtype=x.dtype),
+                       type_table)
     x = nn.with_logical_constraint(x, BLE)
     x = self.layer_norm(x)
     return self.dropout(x, deterministic=deterministic)
