@@ -3,6 +3,7 @@ import dataclasses
 import functools
 import math
 import os
+import sys
 import time
 
 import flax.linen as nn
@@ -252,8 +253,11 @@ def train_loop(config, state, train_fn, evaluate_now, train_data, mesh, mngr, wr
   tokens_per_step = config.train.batch_size * config.data.max_seq_len
   sums, window_start, window_steps = None, time.perf_counter(), 0
   batches = train_data.iterate(start_step)
+  # In a batch job's log file (no terminal) a bar redrawn 10 times a second would fill
+  # it with carriage returns; there it prints at most once every 30 s.
   progress = tqdm(total=config.train.num_steps, initial=start_step, desc="train",
-                  unit="step", disable=jax.process_index() != 0, dynamic_ncols=True)
+                  unit="step", disable=jax.process_index() != 0, dynamic_ncols=True,
+                  mininterval=0.1 if sys.stderr.isatty() else 30.0)
   for step in range(start_step, end_step):
     state, step_sums = train_fn(state, sharding.global_batch(next(batches), mesh))
     # Summed on device; the host waits for values only when it logs.

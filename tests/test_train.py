@@ -41,10 +41,15 @@ def tree_digest(path):
   return digest.hexdigest()
 
 
-def test_training_loss_falls_and_outputs_are_written(pydocs_data_dir, tmp_path):
+def test_training_loss_falls_and_outputs_are_written(pydocs_data_dir, tmp_path, capfd):
   config = tiny_config(pydocs_data_dir, num_steps=40, log_every=10, eval_every=20,
                        checkpoint_every=20)
+  capfd.readouterr()
   result = train.run(config, str(tmp_path))
+  # Not a terminal: the progress bar redraws only with each logged loss (4 here), the
+  # first and the last, not with every step.
+  redraws = capfd.readouterr().err.count("\r")
+  assert 0 < redraws <= 4 + 3, redraws
   logged = read_metrics(tmp_path, "train")
   assert [r["step"] for r in logged] == [10, 20, 30, 40]
   for key in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy",
