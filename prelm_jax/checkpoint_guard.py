@@ -135,8 +135,8 @@ def set_aside_later_checkpoints(mngr, step):
   later = [s for s in mngr.all_steps() if s > step]
   if jax.process_index() == 0:
     aside = _workdir(mngr) / SET_ASIDE_DIR
-    aside.mkdir(parents=True, exist_ok=True)
     for s in later:
+      aside.mkdir(parents=True, exist_ok=True)
       target, n = aside / str(s), 1
       while target.exists():  # set aside before: keep both
         target, n = aside / f"{s}.{n}", n + 1

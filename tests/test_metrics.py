@@ -35,14 +35,13 @@ def test_resume_drops_jsonl_records_and_purges_tensorboard_past_the_restored_ste
   records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [(r["step"], r["split"], r["loss"]) for r in records] == [
       (1, "train", 9.0), (2, "train", 8.0), (3, "train", 7.0), (4, "train", 0.5)]
-  files = sorted((tmp_path / "tensorboard").glob("events.out.tfevents.*"),
-                 key=lambda p: p.stat().st_mtime_ns)
-  assert len(files) == 2
+  files = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+  assert len(files) == 2  # one per attempt
+  (resumed,) = [f for f in files if f.name.endswith(".from3")]
   # TensorBoard hides every earlier event at step >= 4 once it reads this marker.
-  starts = [e for e in read_events(files[1])
+  starts = [e for e in read_events(resumed)
             if e.HasField("session_log") and e.session_log.status == event_pb2.SessionLog.START]
   assert [e.step for e in starts] == [4]
-  scalars = [(e.step, v.tag, v.simple_value) for e in read_events(files[1])
+  scalars = [(e.step, v.tag, v.simple_value) for e in read_events(resumed)
              for v in e.summary.value]
   assert scalars == [(4, "train/loss", 0.5)]
-
