@@ -63,7 +63,10 @@ def parse_flags(argv):
     fail(e)
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     # ml_collections raises these for an override of a key the config does not have.
-    detail = " ".join(str(e).replace("\\n", " ").replace("\n", " ").split())
+    text = e
+    while isinstance(text, Exception) and text.args:  # AttributeError(KeyError('...'))
+      text = text.args[0]
+    detail = " ".join(str(text).replace("\\n", " ").replace("\n", " ").split())
     fail(f"bad --config override ({detail}); every key is listed in experiments/base.py")
 
 

@@ -31,7 +31,8 @@ def run_cli(*args):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--config.train.nmu_steps=5"], "bad --config override"),
+    (["--config.train.nmu_steps=5"],
+     """bad --config override ('nmu_steps' Did you mean "num_steps" instead of "nmu_steps"?)"""),
     (["--config.train.num_steps=abc"], "num_steps"),
     (["--workdir="], "--workdir is empty"),
     (["--workdir=/etc/passwd/run"], "is not writable"),
