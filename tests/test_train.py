@@ -46,10 +46,10 @@ def test_training_loss_falls_and_outputs_are_written(pydocs_data_dir, tmp_path, 
                        checkpoint_every=20)
   capfd.readouterr()
   result = train.run(config, str(tmp_path))
-  # Not a terminal: the progress bar redraws only with each logged loss (4 here), the
-  # first and the last, not with every step.
+  # Not a terminal: the progress bar redraws with each logged loss (4 here), at the
+  # start and the end, and every 30 s (slack for a slow machine); not with every step.
   redraws = capfd.readouterr().err.count("\r")
-  assert 0 < redraws <= 4 + 3, redraws
+  assert 0 < redraws <= 4 + 5, redraws
   logged = read_metrics(tmp_path, "train")
   assert [r["step"] for r in logged] == [10, 20, 30, 40]
   for key in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy",
