@@ -14,7 +14,8 @@
 # (default: the repo's .venv, else python3); --port defaults to a free one.
 set -euo pipefail
 
-die() { echo "local.sh: $*" >&2; exit 2; }
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$repo/launch/common.sh"
 processes=2 devices=4 port="" dry_run=0
 while (($#)); do
   case "$1" in
@@ -23,7 +24,7 @@ while (($#)); do
     --port) port="${2-}"; shift 2 || die "--port needs a value" ;;
     --dry-run) dry_run=1; shift ;;
     --) shift; break ;;
-    -h|--help) awk 'NR > 1 && /^#/ {print substr($0, 3); next} NR > 1 {exit}' "$0"; exit 0 ;;
+    -h|--help) print_usage; exit 0 ;;
     *) die "unknown option '$1'; usage: local.sh --processes N --devices-per-process K [--port P] [--dry-run] -- train ..." ;;
   esac
 done
@@ -32,8 +33,6 @@ for value in "$processes" "$devices" ${port:+"$port"}; do
   [[ $value =~ ^[1-9][0-9]*$ ]] || die "'$value' is not a positive integer (--processes, --devices-per-process, --port)"
 done
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$repo/launch/common.sh"
 python="${PRELM_PYTHON:-}"
 if [[ -z $python ]]; then
   if [[ -x $repo/.venv/bin/python ]]; then python="$repo/.venv/bin/python"; else python=python3; fi

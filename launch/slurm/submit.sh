@@ -10,20 +10,19 @@
 # --dry-run prints the sbatch command and submits nothing.
 set -euo pipefail
 
-die() { echo "submit.sh: $*" >&2; exit 2; }
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/../common.sh"
 dry_run=0 sbatch_args=()
 while (($#)); do
   case "$1" in
     --dry-run) dry_run=1; shift ;;
     --) shift; break ;;
-    -h|--help) awk 'NR > 1 && /^#/ {print substr($0, 3); next} NR > 1 {exit}' "$0"; exit 0 ;;
+    -h|--help) print_usage; exit 0 ;;
     *) sbatch_args+=("$1"); shift ;;
   esac
 done
 (($#)) || die "missing the prelm arguments after '--', e.g. -- train --config bert_tiny_pydocs --workdir /shared/runs/x"
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source "$here/../common.sh"
 script="$here/train.sbatch"
 cmd=(sbatch ${sbatch_args[@]+"${sbatch_args[@]}"} "$script" "$@")
 if ((dry_run)); then

@@ -17,7 +17,6 @@
 # workdir must be a filesystem all workers share (e.g. an NFS or Filestore mount).
 set -euo pipefail
 
-die() { echo "tpu.sh: $*" >&2; exit 2; }
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 source "$repo/launch/common.sh"
@@ -25,7 +24,7 @@ source "$repo/launch/common.sh"
 command="${1-}"
 case "$command" in
   create|setup|run|delete) shift ;;
-  -h|--help) awk 'NR > 1 && /^#/ {print substr($0, 3); next} NR > 1 {exit}' "$0"; exit 0 ;;
+  -h|--help) print_usage; exit 0 ;;
   *) die "first argument must be create, setup, run or delete (got '${command}')" ;;
 esac
 name="" zone="" project="" accelerator="" version="" slices=1 python=python3.11 dry_run=0
