@@ -19,3 +19,27 @@ shell_join() {
   done
   echo "${out[*]}"
 }
+
+# The arguments after `--` are prelm's, but a user may put a launcher flag there too.
+# prelm has no --dry-run, so one anywhere means "run nothing": it sets dry_run=1 and is
+# taken out. --help shows the launcher's usage. One of the launcher's other options
+# (named in $1, space-separated) is refused: prelm would only reject it later, on every
+# process or cluster node. Sets prelm_args to the rest, in order.
+#   split_prelm_args "--name --zone" "$@"; set -- ${prelm_args[@]+"${prelm_args[@]}"}
+split_prelm_args() {
+  local own=$1 arg opt
+  shift
+  prelm_args=()
+  for arg in "$@"; do
+    case "$arg" in
+      --dry-run) dry_run=1; continue ;;
+      -h|--help) print_usage; exit 0 ;;
+    esac
+    for opt in $own; do
+      if [[ ${arg%%=*} == "$opt" ]]; then
+        die "$opt goes before '--': what follows '--' is passed to prelm"
+      fi
+    done
+    prelm_args+=("$arg")
+  done
+}

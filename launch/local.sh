@@ -10,8 +10,10 @@
 # --coordinator_address/--num_processes/--process_id. Output lines are prefixed
 # "[p<i>] ". The exit status is 0 when every process succeeds; when one fails the others
 # are stopped (they would wait for it at the next collective) and its status is returned.
-# --dry-run prints the commands and runs nothing. PRELM_PYTHON picks the interpreter
-# (default: the repo's .venv, else python3); --port defaults to a free one.
+# --dry-run prints the commands and runs nothing, before or after `--` (prelm has no
+# such flag); --help after `--` is this text, and the other options above are refused
+# there. PRELM_PYTHON picks the interpreter (default: the repo's .venv, else python3);
+# --port defaults to a free one.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +30,8 @@ while (($#)); do
     *) die "unknown option '$1'; usage: local.sh --processes N --devices-per-process K [--port P] [--dry-run] -- train ..." ;;
   esac
 done
+split_prelm_args "--processes --devices-per-process --port" "$@"
+set -- ${prelm_args[@]+"${prelm_args[@]}"}
 (($#)) || die "missing the prelm arguments after '--', e.g. -- train --config bert_tiny_pydocs --workdir runs/x"
 for value in "$processes" "$devices" ${port:+"$port"}; do
   [[ $value =~ ^[1-9][0-9]*$ ]] || die "'$value' is not a positive integer (--processes, --devices-per-process, --port)"

@@ -7,7 +7,9 @@
 #
 # e.g. sbatch options for 4 GPU hosts: --nodes=4 --gpus-per-node=8 --time=12:00:00
 # (keep one task per node; add --wait to block until the job ends and return its status).
-# --dry-run prints the sbatch command and submits nothing.
+# --dry-run prints the sbatch command and submits nothing, before or after `--` (prelm
+# has no such flag); --help after `--` is this text. Common sbatch options after `--`
+# (--nodes, --time, ...) are refused: prelm would reject them only once the job starts.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,6 +23,11 @@ while (($#)); do
     *) sbatch_args+=("$1"); shift ;;
   esac
 done
+# Long sbatch options a user may misplace; prelm has none of these names.
+sbatch_options="--nodes --ntasks --ntasks-per-node --gpus --gpus-per-node --gres --cpus-per-task
+  --mem --time --partition --account --qos --job-name --output --error --wait --parsable"
+split_prelm_args "$sbatch_options" "$@"
+set -- ${prelm_args[@]+"${prelm_args[@]}"}
 (($#)) || die "missing the prelm arguments after '--', e.g. -- train --config bert_tiny_pydocs --workdir /shared/runs/x"
 
 script="$here/train.sbatch"

@@ -15,19 +15,25 @@
 # --dry-run (print the commands, run nothing). `run` adds --distributed=on: every worker
 # calls jax.distributed.initialize(), which finds its peers in the TPU metadata. The
 # workdir must be a filesystem all workers share (e.g. an NFS or Filestore mount).
+#
+# --dry-run also counts first (tpu.sh --dry-run run ...) or after `--` (prelm has no
+# such flag); --help after `--` is this text; the other options are refused there.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 source "$repo/launch/common.sh"
 
+dry_run=0
+# `tpu.sh --dry-run run ...` reads naturally too.
+if [[ ${1-} == --dry-run ]]; then dry_run=1; shift; fi
 command="${1-}"
 case "$command" in
   create|setup|run|delete) shift ;;
   -h|--help) print_usage; exit 0 ;;
   *) die "first argument must be create, setup, run or delete (got '${command}')" ;;
 esac
-name="" zone="" project="" accelerator="" version="" slices=1 python=python3.11 dry_run=0
+name="" zone="" project="" accelerator="" version="" slices=1 python=python3.11
 while (($#)); do
   case "$1" in
     --name) name="${2-}"; shift 2 || die "--name needs a value" ;;
@@ -42,6 +48,8 @@ while (($#)); do
     *) die "unknown option '$1' (see launch/tpu/tpu.sh --help)" ;;
   esac
 done
+split_prelm_args "--name --zone --project --accelerator-type --version --num-slices --python" "$@"
+set -- ${prelm_args[@]+"${prelm_args[@]}"}
 [[ -n $name && -n $zone ]] || die "--name and --zone are required"
 [[ $slices =~ ^[1-9][0-9]*$ ]] || die "--num-slices '$slices' is not a positive integer"
 if [[ $command == create ]]; then
