@@ -10,6 +10,7 @@
 # --dry-run prints the sbatch command and submits nothing, before or after `--` (prelm
 # has no such flag); --help after `--` is this text. Common sbatch options after `--`
 # (--nodes, --time, ...) are refused: prelm would reject them only once the job starts.
+# Without sbatch on PATH (no SLURM client here) it says so and exits 2.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,4 +37,6 @@ if ((dry_run)); then
   shell_join "${cmd[@]}"
   exit 0
 fi
+command -v sbatch >/dev/null || \
+  die "sbatch not found: this machine has no SLURM client; submit from a SLURM login node, or add --dry-run to see the command"
 exec "${cmd[@]}"

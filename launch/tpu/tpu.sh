@@ -18,6 +18,7 @@
 #
 # --dry-run also counts first (tpu.sh --dry-run run ...) or after `--` (prelm has no
 # such flag); --help after `--` is this text; the other options are refused there.
+# Without --dry-run, gcloud (the Google Cloud SDK) must be on PATH.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -100,6 +101,9 @@ case "$command" in
     fi ;;
 esac
 
+if ((!dry_run)) && ! command -v gcloud >/dev/null; then
+  die "gcloud not found: install the Google Cloud SDK (https://cloud.google.com/sdk/docs/install) and run gcloud auth login, or add --dry-run to see the commands"
+fi
 for cmd in "${commands[@]}"; do
   if ((dry_run)); then
     echo "$cmd"
