@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 
 import jax
 import numpy as np
@@ -198,6 +199,140 @@ def test_tpu_refuses_incomplete_commands():
   proc = subprocess.run([TPU_SH, "run", "--name", "pod", "--zone", "z", "--dry-run"],
                         capture_output=True, text=True)
   assert proc.returncode == 2 and "run needs the prelm arguments" in proc.stderr
+
+
+# --- every launcher: --dry-run anywhere runs nothing ---------------------------------------
+
+TPU_WHERE = ["--name", "dryrun", "--zone", "us-central2-b"]
+PRELM = ["train", "--config", "bert_tiny_pydocs", "--workdir", "/shared/runs/a b"]
+# Each launch: the arguments up to `--`, and those after it.
+LAUNCHES = {
+    "local": ([LOCAL_SH, "--processes", "2", "--devices-per-process", "4", "--port", "12355"],
+              PRELM),
+    "submit": ([SUBMIT_SH, "--nodes=2", "--time=1:00:00"], PRELM),
+    "tpu_create": ([TPU_SH, "create", *TPU_WHERE, "--accelerator-type", "v4-32", "--version",
+                    "tpu-ubuntu2204-base"], []),
+    "tpu_setup": ([TPU_SH, "setup", *TPU_WHERE], []),
+    "tpu_run": ([TPU_SH, "run", *TPU_WHERE], PRELM),
+    "tpu_run_slices": ([TPU_SH, "run", *TPU_WHERE, "--num-slices", "2"], PRELM),
+    "tpu_delete": ([TPU_SH, "delete", *TPU_WHERE], []),
+}
+
+
+@pytest.fixture
+def fake_tools(tmp_path):
+  """An environment whose gcloud, sbatch, tar and PRELM_PYTHON only record their argv.
+
+  The fakes come first on PATH (the real gcloud or SLURM may be installed here).
+  calls() is the recorded argv lists, each program by its base name.
+  """
+  bin_dir, record = tmp_path / "fake_bin", tmp_path / "calls.jsonl"
+  bin_dir.mkdir()
+  for tool in ("gcloud", "sbatch", "tar", "python"):
+    fake = bin_dir / tool
+    fake.write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        f"with open({str(record)!r}, 'a') as f:\n"
+        "  f.write(json.dumps([os.path.basename(sys.argv[0]), *sys.argv[1:]]) + '\\n')\n")
+    fake.chmod(0o755)
+
+  def calls():
+    lines = record.read_text().splitlines() if record.exists() else []
+    return [json.loads(line) for line in lines]
+  env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+             PRELM_PYTHON=str(bin_dir / "python"))
+  return types.SimpleNamespace(env=env, calls=calls)
+
+
+def run_launcher(argv, env):
+  return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
+
+
+@pytest.mark.parametrize("launch", LAUNCHES)
+def test_dry_run_before_or_after_the_dashes_runs_nothing(launch, fake_tools):
+  """`--dry-run` after `--` is the launcher's (prelm has no such flag): same output."""
+  before, after = LAUNCHES[launch]
+  places = [[*before, "--dry-run", "--", *after], [*before, "--", *after, "--dry-run"],
+            [*before, "--", "--dry-run", *after]]
+  if before[0] == TPU_SH:  # also ahead of the command: tpu.sh --dry-run run ...
+    places.append([TPU_SH, "--dry-run", *before[1:], "--", *after])
+  printed = []
+  for argv in places:
+    proc = run_launcher(argv, fake_tools.env)
+    assert proc.returncode == 0, proc.stderr
+    printed.append(proc.stdout)
+  assert printed[0].strip() and "--dry-run" not in printed[0]
+  assert printed == [printed[0]] * len(places)
+  assert fake_tools.calls() == []
+
+
+@pytest.mark.parametrize("launch", ["submit", "tpu_setup", "tpu_run", "tpu_delete"])
+def test_submit_and_tpu_without_dry_run_run_what_the_dry_run_prints(launch, fake_tools):
+  """The check that the fakes record: a launcher that ran nothing would fail here."""
+  before, after = LAUNCHES[launch]
+  dry = run_launcher([*before, "--dry-run", "--", *after], fake_tools.env)
+  assert dry.returncode == 0, dry.stderr
+  proc = run_launcher([*before, "--", *after], fake_tools.env)
+  assert proc.returncode == 0, proc.stderr
+  assert fake_tools.calls() == [shlex.split(line) for line in dry.stdout.splitlines()]
+  if launch == "submit":
+    assert fake_tools.calls() == [["sbatch", "--nodes=2", "--time=1:00:00",
+                                   str(REPO / "launch" / "slurm" / "train.sbatch"), *PRELM]]
+
+
+@pytest.mark.parametrize("argv, option", [
+    ([LOCAL_SH, "--dry-run", "--", "train", "--processes", "4"], "--processes"),
+    ([LOCAL_SH, "--", "train", "--port=1234"], "--port"),
+    ([SUBMIT_SH, "--dry-run", "--", "train", "--nodes=4"], "--nodes"),
+    ([SUBMIT_SH, "--", "train", "--time", "1:00:00"], "--time"),
+    ([TPU_SH, "run", "--name", "pod", "--dry-run", "--", "train", "--zone", "z"], "--zone"),
+    ([TPU_SH, "run", *TPU_WHERE, "--", "train", "--num-slices=2"], "--num-slices"),
+], ids=["local", "local_equals", "submit", "submit_no_dry_run", "tpu", "tpu_no_dry_run"])
+def test_launcher_options_after_the_dashes_are_refused(argv, option, fake_tools):
+  proc = run_launcher(argv, fake_tools.env)
+  assert proc.returncode == 2 and proc.stdout == ""
+  assert proc.stderr.count("\n") == 1 and f"{option} goes before '--'" in proc.stderr
+  assert fake_tools.calls() == []
+
+
+@pytest.mark.parametrize("argv", [
+    [LOCAL_SH, "--", "train", "--help"],
+    [SUBMIT_SH, "--nodes=2", "--", "--help"],
+    [TPU_SH, "run", *TPU_WHERE, "--", "train", "-h"],
+], ids=["local", "submit", "tpu"])
+def test_help_after_the_dashes_shows_the_usage_and_runs_nothing(argv, fake_tools):
+  usage = run_launcher([argv[0], "--help"], fake_tools.env)
+  proc = run_launcher(argv, fake_tools.env)
+  assert proc.returncode == usage.returncode == 0 and "--dry-run" in usage.stdout
+  assert proc.stdout == usage.stdout
+  assert fake_tools.calls() == []
+
+
+def path_of(tmp_path, tools):
+  """A PATH holding only `tools` (links to the real ones): a machine without the rest."""
+  bin_dir = tmp_path / "minimal_bin"
+  bin_dir.mkdir()
+  for tool in tools:
+    (bin_dir / tool).symlink_to(shutil.which(tool))
+  return str(bin_dir)
+
+
+@pytest.mark.parametrize("launch, tool, hint", [
+    ("submit", "sbatch", "no SLURM client"),
+    ("tpu_setup", "gcloud", "Google Cloud SDK"),
+    ("tpu_run", "gcloud", "Google Cloud SDK"),
+])
+def test_submit_and_tpu_without_sbatch_or_gcloud_say_so(launch, tool, hint, tmp_path):
+  """One line and exit 2, not `exec: sbatch: not found` (127); a dry run needs neither."""
+  before, after = LAUNCHES[launch]
+  # What the launchers use besides bash builtins; no tar: setup must stop before it.
+  env = dict(os.environ, PATH=path_of(tmp_path, ["bash", "dirname", "basename", "awk"]))
+  proc = run_launcher([*before, "--", *after], env)
+  assert proc.returncode == 2 and proc.stdout == ""
+  assert proc.stderr.count("\n") == 1
+  assert f"{tool} not found" in proc.stderr and hint in proc.stderr, proc.stderr
+  dry = run_launcher([*before, "--", *after, "--dry-run"], env)
+  assert dry.returncode == 0 and dry.stdout.startswith(("sbatch ", "tar ", "gcloud ")), dry
 
 
 # --- a one-node SLURM cluster -------------------------------------------------------------
