@@ -18,12 +18,13 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from prelm_jax import checkpointing
+from prelm_jax import errors
 from prelm_jax import metrics
 
 WORD_EMBEDDINGS = "['params']['encoder']['embeddings']['word_embeddings']['embedding']"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(errors.PrelmError):
   """A checkpoint that cannot be restored or saved; the message says what to do."""
 
 

@@ -19,10 +19,12 @@ import time
 import jax
 from jax.experimental import multihost_utils
 
+from prelm_jax import errors
+
 MODES = ("auto", "on", "off")
 
 
-class DistributedError(ValueError):
+class DistributedError(errors.PrelmError):
   """Distributed flags or environment that cannot start a run."""
 
 

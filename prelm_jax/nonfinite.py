@@ -21,12 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prelm_jax import errors
+
 POLICIES = ("stop", "skip")
 REPORT_FILE = "nonfinite_report.json"
 _NO_STEP = np.iinfo(np.int32).max
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(errors.PrelmError):
   """The run produced a non-finite loss, gradient or parameter and was stopped."""
 
 

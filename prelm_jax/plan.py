@@ -21,6 +21,8 @@ import tempfile
 
 from absl import flags
 
+from prelm_jax import errors
+
 _MESH = flags.DEFINE_string(
     "mesh", None, "plan: mesh sizes, e.g. data=2,fsdp=16,tensor=1 (default: config.mesh).")
 _DEVICES = flags.DEFINE_integer(
@@ -32,7 +34,7 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
-class PlanError(ValueError):
+class PlanError(errors.PrelmError):
   """Bad plan arguments (mesh spec, device count, memory size)."""
 
 

@@ -12,6 +12,8 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from prelm_jax import errors
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # Megatron-style: heads and the MLP hidden are split over `tensor`; weights' embed axis
@@ -38,7 +40,7 @@ DEFAULT_RULES = (
 BATCH_AXES = ("data", "fsdp")
 
 
-class MeshError(ValueError):
+class MeshError(errors.PrelmError):
   """A mesh that does not fit the devices."""
 
 

@@ -9,6 +9,8 @@ import json
 import os
 import socket
 
+from prelm_jax import errors
+
 from prelm_jax import metrics
 
 CONFIG_FILE = "config.json"
@@ -18,7 +20,7 @@ GUARDED_SECTIONS = ("model", "data")
 UNGUARDED_KEYS = ("data.tfds_data_dir",)
 
 
-class WorkdirError(ValueError):
+class WorkdirError(errors.PrelmError):
   """A workdir that cannot be used as asked."""
 
 
