@@ -33,6 +33,9 @@ def get_config(arg=None):
   # nn.scan over the layers: one compiled layer (faster compiles for deep models);
   # params get a stacked leading "layers" axis, so checkpoints differ from unscanned.
   config.model.scan_layers = False
+  # Embedding rows padded to a multiple of this, so the vocabulary splits evenly over
+  # tensor-parallel devices (2, 4, 8, ... up to 64) whatever size WordPiece trained to.
+  config.model.vocab_pad_multiple = 64
 
   config.data = ml_collections.ConfigDict()
   config.data.dataset = "pydocs"         # a TFDS builder name

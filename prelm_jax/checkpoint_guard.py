@@ -81,8 +81,24 @@ def _short(e):
   return " ".join(str(e).split())[:200]
 
 
-def restore(mngr, step, abstract_state, vocab_path):
-  """checkpointing.restore with the shape check first and read failures explained."""
+def check_vocab_size(mngr, step, vocab_size, vocab_path):
+  """The embedding rows are padded (model.vocab_pad_multiple), so equal shapes do not
+  prove an equal vocabulary; the checkpoint's meta records the tokenizer's size."""
+  try:
+    saved = checkpointing.restore_meta(mngr, step).get("vocab_size")
+  except Exception:  # pylint: disable=broad-except
+    return  # unreadable: the restore that follows names the corrupt checkpoint
+  if saved is not None and saved != vocab_size:
+    raise CheckpointError(
+        f"{vocab_path} has {vocab_size} tokens but the checkpoint at step {step} was "
+        f"trained with {saved}: vocab.txt was replaced or edited; put the run's own "
+        "vocab.txt back, or start a new --workdir")
+
+
+def restore(mngr, step, abstract_state, vocab_path, vocab_size):
+  """checkpointing.restore with the vocabulary and shape checks first, and read
+  failures explained."""
+  check_vocab_size(mngr, step, vocab_size, vocab_path)
   check_shapes(mngr, step, abstract_state, vocab_path)
   try:
     return checkpointing.restore(mngr, step, abstract_state)
@@ -96,32 +112,43 @@ APPLIED_FILE = "restore_step_applied.json"
 SET_ASIDE_DIR = "checkpoints_set_aside"
 
 
-def restore_step(mngr, requested):
+def step_to_resume(workdir, steps, requested):
   """The step to restore: the latest, or `requested` (>= 0) if it exists; None if none.
 
   A requested step is applied once: a requeued job that repeats the same command (with
   the same --config.train.restore_step) resumes from the checkpoints written since,
   instead of going back again.
+
+  Args:
+    workdir: the run directory (where APPLIED_FILE records an applied request).
+    steps: the complete checkpoint steps.
+    requested: config.train.restore_step (-1: the latest).
   """
+  latest = max(steps) if steps else None
   if requested is None or requested < 0:
-    return mngr.latest_step()
-  applied = _read_applied(mngr)
-  latest = mngr.latest_step()
+    return latest
+  applied = _read_applied(epath.Path(workdir))
   if applied == requested and latest is not None and latest > requested:
     return latest
-  if requested not in mngr.all_steps():
+  if requested not in steps:
     raise CheckpointError(
-        f"config.train.restore_step={requested} is not a checkpoint in {mngr.directory} "
-        f"(it has {sorted(mngr.all_steps())}); pick one of those, or -1 for the latest")
+        f"config.train.restore_step={requested} is not a checkpoint in "
+        f"{os.path.join(workdir, 'checkpoints')} (it has {sorted(steps)}); pick one of "
+        "those, or -1 for the latest")
   return requested
+
+
+def restore_step(mngr, requested):
+  """step_to_resume for the checkpoints of `mngr`."""
+  return step_to_resume(str(_workdir(mngr)), mngr.all_steps(), requested)
 
 
 def _workdir(mngr):
   return epath.Path(mngr.directory).parent
 
 
-def _read_applied(mngr):
-  path = _workdir(mngr) / APPLIED_FILE
+def _read_applied(workdir):
+  path = workdir / APPLIED_FILE
   return json.loads(path.read_text())["restore_step"] if path.exists() else None
 
 

@@ -1,7 +1,8 @@
 """orbax-checkpoint: save every M steps (async), keep the last k, restore onto any mesh.
 
 A checkpoint holds two items: `state` (params, optimizer state, step, RNG) and `meta`
-(JSON: the step and the input pipeline's position). The pipeline is random-access by
+(JSON: the step, the input pipeline's position and the tokenizer's vocabulary size,
+which the padded embedding rows do not tell exactly). The pipeline is random-access by
 step, so its position is the step itself; it is stored anyway so that a reader need not
 know that.
 """
@@ -16,20 +17,26 @@ def manager(workdir_checkpoints, keep, *, read_only=False):
   return ocp.CheckpointManager(workdir_checkpoints, options=options)
 
 
-def save(mngr, state, *, data_position):
+def save(mngr, state, *, data_position, vocab_size):
   """Starts an async save of `state` unless this step is already saved (never overwrite)."""
   step = int(jax.device_get(state.step))
   if step in mngr.all_steps():
     return False
   return mngr.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state),
-      meta=ocp.args.JsonSave({"step": step, "data_position": int(data_position)})))
+      meta=ocp.args.JsonSave({"step": step, "data_position": int(data_position),
+                              "vocab_size": int(vocab_size)})))
 
 
 def abstract_like(tree, shardings):
   """ShapeDtypeStructs with target shardings: what orbax needs to restore onto a mesh."""
   return jax.tree.map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+def restore_meta(mngr, step):
+  """The JSON item alone (no arrays read)."""
+  return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
 
 def restore(mngr, step, abstract_state):

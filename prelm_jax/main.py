@@ -14,6 +14,7 @@ again to resume; see prelm_jax/preemption.py).
 """
 import contextlib
 import io
+import os
 import sys
 
 from absl import app
@@ -21,7 +22,9 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from prelm_jax import errors
 from prelm_jax import plan as plan_lib  # defines --mesh, --devices, --device-memory
+from prelm_jax import preemption
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment: experiments/<name>.py[:arg] or just <name>.", lock_config=True)
@@ -80,25 +83,28 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax and tfds are chatty at INFO; -v 0 shows it
   if command == ["plan"]:  # compile-only: no workdir, no corpus, no distributed set-up
+    preemption.uninstall()  # nothing to save: a signal acts as usual
+    if preemption.requested():
+      sys.exit(f"prelm: {preemption.requested()}: stopped")
     plan_lib.main(_CONFIG.value, fail)
     return
   from prelm_jax import distributed  # pylint: disable=g-import-not-at-top
-  try:  # before anything touches a device
+  try:
+    # Before anything touches a device. Several processes: jax's preemption sync
+    # manager takes SIGTERM over from the handlers `cli` installed.
+    if distributed.plan(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+                        _PROCESS_ID.value) is not None:
+      preemption.stop_if_requested("loading the config")
+      preemption.uninstall()
     joined = distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value,
                                     _NUM_PROCESSES.value, _PROCESS_ID.value)
-  except distributed.DistributedError as e:
-    fail(e)
-  from prelm_jax import train, workdir, sharding  # pylint: disable=g-import-not-at-top
-  from prelm_jax import checkpoint_guard, nonfinite, preemption  # pylint: disable=g-import-not-at-top
-  if joined:
-    print(f"prelm: {joined}", file=sys.stderr)
-  else:  # with several processes jax's preemption sync manager owns SIGTERM
-    preemption.exit_on_sigterm_before_training()
-  try:
+    if joined:
+      print(f"prelm: {joined}", file=sys.stderr)
+    from prelm_jax import train  # pylint: disable=g-import-not-at-top
     result = train.run(_CONFIG.value, _WORKDIR.value,
-                       allow_config_change=_ALLOW_CONFIG_CHANGE.value)
-  except (workdir.WorkdirError, sharding.MeshError, train.ConfigError,
-          checkpoint_guard.CheckpointError, nonfinite.NonFiniteError) as e:
+                       allow_config_change=_ALLOW_CONFIG_CHANGE.value,
+                       experiment=_experiment_name())
+  except errors.PrelmError as e:
     fail(e)
   except preemption.Preempted as e:
     print(f"prelm: {e}", file=sys.stderr)
@@ -125,7 +131,17 @@ def print_summary(result, prompts):
   print(f"Metrics:     {result.workdir}/metrics.jsonl, {result.workdir}/final_metrics.json")
 
 
+def _experiment_name():
+  """The --config argument's name: experiments/bert_tiny_pydocs.py:arg -> bert_tiny_pydocs."""
+  path, _, arg = (flags.FLAGS["config"].config_filename or "").partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  return f"{name}:{arg}" if arg else name
+
+
 def cli():
+  # First thing: a SIGTERM during the imports, corpus, vocabulary or compile is recorded
+  # and acted on at the next safe point (exit 42), never raised into arbitrary code.
+  preemption.install()
   app.run(main, flags_parser=parse_flags)
 
 

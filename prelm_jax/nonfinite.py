@@ -32,16 +32,6 @@ class NonFiniteError(errors.PrelmError):
   """The run produced a non-finite loss, gradient or parameter and was stopped."""
 
 
-def check_policy(train_cfg):
-  """Raises ValueError for an unknown policy or a bad skip limit (a config mistake)."""
-  if train_cfg.nonfinite_policy not in POLICIES:
-    raise ValueError(f"config.train.nonfinite_policy={train_cfg.nonfinite_policy!r} is "
-                     f"not one of {POLICIES}; use 'stop' or 'skip'")
-  if train_cfg.max_consecutive_skips < 1:
-    raise ValueError(f"config.train.max_consecutive_skips={train_cfg.max_consecutive_skips}"
-                     " must be >= 1")
-
-
 def is_bad(loss, grad_norm):
   """Inside the jitted step: a bool scalar, True when the loss or gradient is not finite."""
   return ~jnp.isfinite(loss) | ~jnp.isfinite(grad_norm)

@@ -100,9 +100,10 @@ def analytic_flops(config, num_params):
   rows, length, preds = config.train.batch_size, d.max_seq_len, d.max_predictions_per_seq
   tokens = rows * length
   h, layers = m.hidden_size, m.num_layers
+  vocab = -(-d.vocab_size // m.get("vocab_pad_multiple", 1)) * m.get("vocab_pad_multiple", 1)
   layer_matmul = 4 * h * h + 2 * h * m.mlp_dim  # q, k, v, out; wi, wo
   forward = (tokens * layers * (2 * layer_matmul + 4 * length * h)
-             + rows * preds * 2 * (h * h + d.vocab_size * h)
+             + rows * preds * 2 * (h * h + vocab * h)
              + rows * 2 * (h * h + 2 * h))  # pooler, NSP
   return 6 * num_params * tokens, 3 * forward
 
@@ -116,10 +117,10 @@ def compile_plan(config, num_devices):
   import time  # pylint: disable=g-import-not-at-top
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  from prelm_jax import optim, sharding, train  # pylint: disable=g-import-not-at-top
+  from prelm_jax import optim, sharding, train, validation  # pylint: disable=g-import-not-at-top
   from prelm_jax.model import pretraining  # pylint: disable=g-import-not-at-top
   mesh = sharding.create_mesh(config.mesh, devices=jax.devices()[:num_devices])
-  train.check_config(config, mesh)
+  validation.check(config, mesh)
   model = pretraining.build_model(config.model, config.data.vocab_size)
   tx, schedule = optim.make_optimizer(config.optim, config.train.num_steps)
   start = time.perf_counter()
@@ -225,7 +226,7 @@ def report(result, device_memory=None):
 def main(config, fail):
   """`prelm plan`: flags -> plan -> printed report. Bad input goes to fail(message)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from prelm_jax import sharding, train  # pylint: disable=g-import-not-at-top
+  from prelm_jax import sharding, validation  # pylint: disable=g-import-not-at-top
   try:
     if _MESH.value:
       config.mesh.update(parse_mesh(_MESH.value))
@@ -241,9 +242,9 @@ def main(config, fail):
     memory = parse_bytes(_DEVICE_MEMORY.value) if _DEVICE_MEMORY.value else None
     # Mistakes as one line here rather than from inside the compiling subprocess.
     shape = sharding.mesh_shape(config.mesh, devices)
-    train.check_config(config, jax.sharding.AbstractMesh(shape, sharding.MESH_AXES))
+    validation.check(config, jax.sharding.AbstractMesh(shape, sharding.MESH_AXES))
     result = plan(config, devices)
-  except (PlanError, sharding.MeshError, train.ConfigError) as e:
+  except errors.PrelmError as e:
     fail(e)
   print("\n".join(report(result, memory)))
   return result

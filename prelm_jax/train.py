@@ -1,24 +1,30 @@
-"""run(config, workdir): pre-train with MLM + NSP on a device mesh, resuming if possible."""
+"""run(config, workdir): pre-train with MLM + NSP on a device mesh, resuming if possible.
+
+run() goes through the door before it writes anything: every config value
+(validation.py), the workdir (workdir.py), the corpus and the vocabulary are checked
+first; only then is the workdir created. Between start-up stages it stops on a
+preemption signal (exit 42, nothing to save).
+"""
 import dataclasses
 import functools
-import math
+import itertools
 import os
-import sys
 import time
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from tqdm import tqdm
-
 from prelm_jax import checkpoint_guard
 from prelm_jax import checkpointing
 from prelm_jax import distributed
+from prelm_jax import errors
 from prelm_jax import metrics as metrics_lib
 from prelm_jax import nonfinite
 from prelm_jax import optim
 from prelm_jax import preemption
+from prelm_jax import progress as progress_lib
 from prelm_jax import sharding
+from prelm_jax import validation
 from prelm_jax import train_step as step_lib
 from prelm_jax import workdir as workdir_lib
 from prelm_jax.data import corpus
@@ -40,42 +46,7 @@ class RunResult:
 
 def say(message):
   """A line for the person at the console (process 0 only)."""
-  if jax.process_index() == 0:
-    tqdm.write(message)
-
-
-class ConfigError(ValueError):
-  """A config that cannot run, found before any expensive work."""
-
-
-def check_config(config, mesh):
-  """Raises ConfigError for settings that would fail later, after minutes of work."""
-  if config.data.max_seq_len > config.model.max_position_embeddings:
-    raise ConfigError(
-        f"config.data.max_seq_len={config.data.max_seq_len} exceeds "
-        f"config.model.max_position_embeddings={config.model.max_position_embeddings}; "
-        "lower the first or raise the second")
-  sharding.config_rules(config, mesh)  # a rule naming a missing mesh axis: MeshError
-  try:
-    nonfinite.check_policy(config.train)
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
-  dp = sharding.data_parallel_size(mesh)
-  for name in ("batch_size", "eval_batch_size"):
-    size = config.train[name]
-    for divisor, what in ((dp, "the data-parallel size (mesh data x fsdp)"),
-                          (jax.process_count(), "the number of processes")):
-      if size % divisor:
-        raise ConfigError(
-            f"config.train.{name}={size} is not divisible by {what} = {divisor}; "
-            f"use a multiple of {divisor}, e.g. {math.ceil(size / divisor) * divisor}")
-  accum = config.train.grad_accum_steps
-  if accum < 1 or config.train.batch_size % (accum * dp):
-    raise ConfigError(
-        f"config.train.batch_size={config.train.batch_size} does not split into "
-        f"grad_accum_steps={accum} micro-batches that are each a multiple of the "
-        f"data-parallel size {dp}; use grad_accum_steps >= 1 and a batch_size that is a "
-        f"multiple of {max(accum, 1) * dp}")
+  progress_lib.say(message, enabled=jax.process_index() == 0)
 
 
 def dummy_inputs(data_cfg):
@@ -119,7 +90,7 @@ def jit_train_step(config, model, tx, schedule, state_shardings, mesh):
       out_shardings=(state_shardings, None), donate_argnums=0)
 
 
-def create_or_restore_state(model, tx, config, mesh, mngr):
+def create_or_restore_state(model, tx, config, mesh, mngr, vocab_size):
   """Restore order: the workdir's latest checkpoint, else a fresh sharded init."""
   abstract, shardings, init = abstract_state_and_shardings(model, tx, config, mesh)
   latest = checkpoint_guard.restore_step(mngr, config.train.restore_step)
@@ -128,8 +99,8 @@ def create_or_restore_state(model, tx, config, mesh, mngr):
     if 0 <= config.train.restore_step != latest:
       say(f"(config.train.restore_step={config.train.restore_step} was applied before, see "
           f"{checkpoint_guard.APPLIED_FILE}; delete that file to go back to it again)")
-    vocab_path = os.path.join(os.path.dirname(str(mngr.directory)), "vocab.txt")
-    state, _ = checkpoint_guard.restore(mngr, latest, abstract, vocab_path)
+    vocab_path = os.path.join(os.path.dirname(str(mngr.directory)), workdir_lib.VOCAB_FILE)
+    state, _ = checkpoint_guard.restore(mngr, latest, abstract, vocab_path, vocab_size)
     if latest == config.train.restore_step:
       moved = checkpoint_guard.set_aside_later_checkpoints(mngr, latest)
       if moved:
@@ -150,17 +121,60 @@ def evaluate(eval_fn, params, eval_batches, mesh):
   return step_lib.summarize(jax.device_get(totals))
 
 
-def load_data(config, workdir):
-  """Documents, the WordPiece vocabulary (trained once per workdir) and both pipelines."""
+def vocabulary(config, wd, train_texts):
+  """The run's WordPiece: its vocab.txt if that belongs to the run, else a new one.
+
+  Returns:
+    (tokenizer, is_new). A new vocabulary is not written yet: `create_workdir` does,
+    once every check passed.
+
+  Raises:
+    errors.DataError: a vocab.txt that cannot be read.
+    errors.ConfigError: config.data.vocab_size below what the corpus needs.
+  """
+  path = wd.file(workdir_lib.VOCAB_FILE)
+  if workdir_lib.vocab_belongs_to_run(wd, config.to_dict()):
+    fix = ("put the run's own vocab.txt back (its checkpoints were trained with it), or "
+           "start a new --workdir") if wd.has_checkpoints else (
+               "fix it, or delete it to train a new one")
+    return tokenizer_lib.load_wordpiece(path, config.data.lowercase, fix=fix), False
+  wordpiece = tokenizer_lib.train_wordpiece(train_texts, config.data.vocab_size,
+                                            config.data.lowercase)
+  if wordpiece.vocab_size > config.data.vocab_size:
+    # The trainer keeps every character (alone and as a ##continuation) whatever the
+    # requested size, so it silently grows a vocabulary that is too small.
+    raise errors.ConfigError(
+        f"config.data.vocab_size={config.data.vocab_size} is below what this corpus "
+        f"needs: {len(tokenizer_lib.SPECIAL_TOKENS)} special tokens plus every character "
+        f"of its alphabet make {wordpiece.vocab_size}; use "
+        f"--config.data.vocab_size={wordpiece.vocab_size} or more")
+  return wordpiece, True
+
+
+def create_workdir(wd, config, tokenizer, vocab_is_new):
+  """The first write of a run: the directory, config.json (new runs) and vocab.txt."""
+  workdir_lib.create(wd)
+  if jax.process_index() == 0:
+    workdir_lib.save_config_if_new(wd, config.to_dict())
+    if vocab_is_new:
+      tokenizer.save(wd.file(workdir_lib.VOCAB_FILE))
+
+
+def load_data(config, wd):
+  """Documents, the WordPiece vocabulary and both pipelines; creates the workdir.
+
+  Process 0 reads (and on first use prepares) the corpus, settles the vocabulary and
+  creates the workdir first; the other processes then read what it wrote rather than
+  race it for the same paths on a shared filesystem.
+  """
   data_dir = config.data.tfds_data_dir or None
-  # Process 0 prepares the dataset and writes vocab.txt; the others then read them
-  # rather than race it for the same paths on a shared filesystem.
   with distributed.process_zero_first("data and vocab"):
     train_texts = corpus.load_documents(config.data.dataset, "train", data_dir)
     eval_texts = corpus.load_documents(config.data.dataset, "validation", data_dir)
-    tokenizer = tokenizer_lib.get_or_train(
-        os.path.join(workdir, "vocab.txt"), train_texts, config.data.vocab_size,
-        config.data.lowercase)
+    preemption.stop_if_requested("reading the corpus")
+    tokenizer, is_new = vocabulary(config, wd, train_texts)
+    preemption.stop_if_requested("settling the vocabulary")
+    create_workdir(wd, config, tokenizer, is_new)
   process = dict(process_index=jax.process_index(), process_count=jax.process_count())
   train_data = pretrain.PretrainData(
       config.data, tokenizer, train_texts, batch_size=config.train.batch_size,
@@ -171,7 +185,44 @@ def load_data(config, workdir):
   return tokenizer, train_data, eval_batches
 
 
-def run(config, workdir, *, allow_config_change=False, stop_at=None):
+def check_workdir(config, wd, allow_config_change):
+  """Everything about the workdir that can be refused before anything is written."""
+  workdir_lib.check_config(wd, config.to_dict(), allow_config_change=allow_config_change)
+  checkpoint_guard.check_vocab_present(wd.path)
+  reached = checkpoint_guard.step_to_resume(wd.path, wd.checkpoint_steps,
+                                            config.train.restore_step)
+  if reached is not None and config.train.num_steps < reached:
+    raise errors.ConfigError(
+        f"config.train.num_steps={config.train.num_steps} is below step {reached}, which "
+        f"{wd.path} has already reached; pass --config.train.num_steps={reached} or more "
+        "to go on (or a new --workdir to start over)")
+
+
+def schedule_change_notice(config, wd, restored):
+  """One line when a resumed run's step budget reshapes its learning-rate schedule."""
+  saved = (wd.saved_config or {}).get("train", {}).get("num_steps")
+  if not restored or saved is None or saved == config.train.num_steps:
+    return None
+  _, new = optim.make_optimizer(config.optim, config.train.num_steps)
+  _, old = optim.make_optimizer(config.optim, saved)
+  return (f"config.train.num_steps changed {saved} -> {config.train.num_steps}: the "
+          f"learning-rate schedule ({config.optim.decay} decay) now ends at step "
+          f"{config.train.num_steps}, so the rate at step {restored} is "
+          f"{float(new(restored)):.3g} instead of {float(old(restored)):.3g}")
+
+
+def banner(experiment, num_params, mesh, wd):
+  """The one line a run starts with: what, how big, where it runs, where it writes."""
+  devices = jax.devices()
+  mesh_text = ", ".join(f"{k}={v}" for k, v in mesh.shape.items())
+  state = (f"resuming, checkpoints {list(wd.checkpoint_steps)}" if wd.has_checkpoints
+           else "new run")
+  return (f"prelm: {experiment or 'experiment'} | {num_params / 1e6:.2f}M params | "
+          f"{len(devices)} {devices[0].platform} device{'s' * (len(devices) > 1)}, "
+          f"mesh {mesh_text} | workdir {wd.path} ({state})")
+
+
+def run(config, workdir, *, allow_config_change=False, stop_at=None, experiment=None):
   """Trains `config` in `workdir`, resuming from its latest checkpoint.
 
   Args:
@@ -179,50 +230,60 @@ def run(config, workdir, *, allow_config_change=False, stop_at=None):
     workdir: run directory; created if missing, resumed if it has checkpoints.
     allow_config_change: resume even if the saved model/data config differs.
     stop_at: leave after this step with a checkpoint, as a preempted job would.
+    experiment: the experiment's name, for the banner line.
 
   Returns:
     RunResult. Its final_metrics (None when stopped early) are also written to
     <workdir>/final_metrics.json.
-  """
-  workdir = workdir_lib.prepare(workdir)
-  mesh = sharding.create_mesh(config.mesh)
-  check_config(config, mesh)
-  workdir_lib.check_and_save_config(
-      workdir, config.to_dict(), allow_config_change=allow_config_change,
-      write=jax.process_index() == 0)
 
-  checkpoint_guard.check_vocab_present(workdir)
-  try:
-    tokenizer, train_data, eval_batches = load_data(config, workdir)
-  except UnicodeDecodeError as e:
-    raise ConfigError(f"a corpus or vocab.txt file is not UTF-8 text ({e}); fix or "
-                      f"delete it (vocab.txt is in {workdir})") from None
-  except ValueError as e:  # empty corpus or split, malformed vocab.txt: already clear
-    raise ConfigError(str(e)) from None
+  Raises:
+    errors.PrelmError (a subclass naming the problem) before anything is written for
+    a bad config, workdir, corpus or vocabulary; preemption.Preempted on a signal.
+  """
+  with preemption.watching():
+    return _run(config, workdir, allow_config_change, stop_at, experiment)
+
+
+def _run(config, workdir, allow_config_change, stop_at, experiment):
+  # The door: nothing is written until load_data has checked corpus and vocabulary.
+  mesh = sharding.create_mesh(config.mesh)
+  validation.check(config, mesh)
+  wd = workdir_lib.inspect(workdir)
+  check_workdir(config, wd, allow_config_change)
+  preemption.stop_if_requested("checking the config")
+  tokenizer, train_data, eval_batches = load_data(config, wd)
+  preemption.stop_if_requested("building the input pipeline")
+
   model = pretraining.build_model(config.model, tokenizer.vocab_size)
   num_steps = config.train.num_steps
   end_step = num_steps if stop_at is None else min(stop_at, num_steps)
   tx, schedule = optim.make_optimizer(config.optim, num_steps)
-  mngr = checkpointing.manager(os.path.join(workdir, "checkpoints"),
+  mngr = checkpointing.manager(wd.file(workdir_lib.CHECKPOINTS_DIR),
                                config.train.keep_checkpoints)
-  writer = metrics_lib.MetricsWriter(workdir)
+  writer = metrics_lib.MetricsWriter(wd.path)
   final = None
   try:
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.config_rules(config)):
-      state, state_shardings = create_or_restore_state(model, tx, config, mesh, mngr)
+      state, state_shardings = create_or_restore_state(model, tx, config, mesh, mngr,
+                                                       tokenizer.vocab_size)
+      num_params = sum(x.size for x in jax.tree.leaves(state.params))
+      say(banner(experiment, num_params, mesh, wd))
       restored = int(jax.device_get(state.step))  # records past it will be rewritten
+      notice = schedule_change_notice(config, wd, restored)
+      if notice:
+        say(notice)
+      preemption.stop_if_requested("creating the model state")
       writer.start_at(restored, drop_eval_at_step=restored == num_steps)
       train_fn = jit_train_step(config, model, tx, schedule, state_shardings, mesh)
       eval_fn = jax.jit(functools.partial(step_lib.eval_step, model=model),
                         in_shardings=(state_shardings.params,
                                       sharding.batch_sharding(mesh)))
       evaluate_now = lambda params: evaluate(eval_fn, params, eval_batches, mesh)
+      saver = Saver(mngr, wd, config, tokenizer.vocab_size, restored)
 
-      with preemption.Watch(mngr) as watch:
-        state = train_loop(config, state, train_fn, evaluate_now, train_data, mesh, mngr,
-                           writer, end_step, watch=watch)
-      with checkpoint_guard.explain_save_errors(mngr):
-        checkpointing.save(mngr, state, data_position=end_step)
+      state = train_loop(config, state, train_fn, evaluate_now, train_data, mesh, saver,
+                         writer, end_step, watch=preemption.Watch(mngr))
+      saver.save(state, end_step)
       if end_step == num_steps:
         final_eval = evaluate_now(state.params)
         writer.write(end_step, "eval", final_eval)
@@ -233,37 +294,68 @@ def run(config, workdir, *, allow_config_change=False, stop_at=None):
     mngr.close()
     writer.close()
   if final is not None and jax.process_index() == 0:
-    metrics_lib.write_json(os.path.join(workdir, FINAL_METRICS_FILE), final)
-  return RunResult(final, state, model, tokenizer, workdir)
+    metrics_lib.write_json(wd.file(FINAL_METRICS_FILE), final)
+  return RunResult(final, state, model, tokenizer, wd.path)
 
 
-def train_loop(config, state, train_fn, evaluate_now, train_data, mesh, mngr, writer,
+class Saver:
+  """Checkpoint saves of one attempt: a full disk explained, and config.json replaced
+  by a resumed run's own config once its first checkpoint is complete."""
+
+  def __init__(self, mngr, wd, config, vocab_size, restored_step):
+    self.mngr = mngr
+    self._wd, self._config, self._vocab_size = wd, config, vocab_size
+    self._restored_step = restored_step
+    self._config_pending = wd.has_checkpoints
+
+  def save(self, state, step, *, wait=False):
+    with checkpoint_guard.explain_save_errors(self.mngr):
+      saved = checkpointing.save(self.mngr, state, data_position=step,
+                                 vocab_size=self._vocab_size)
+      if wait or (saved and self._config_pending):
+        self.mngr.wait_until_finished()  # durable before config.json or exit relies on it
+    if saved and self._config_pending:
+      self._config_pending = False
+      if jax.process_index() == 0:
+        kept = workdir_lib.replace_config_after_first_save(
+            self._wd, self._config.to_dict(), self._restored_step)
+        if kept:
+          say(f"config.json now describes this run; the config of the checkpoints up to "
+              f"step {self._restored_step} is kept as {kept}")
+
+
+def train_loop(config, state, train_fn, evaluate_now, train_data, mesh, saver, writer,
                end_step, watch=None):
   """Steps from state.step to end_step: log every N, evaluate every K, save every M.
 
+  The step is compiled before the first batch is trained on, so a preemption signal
+  during the compile stops the run with nothing trained (and nothing to save).
   Non-finite values are checked (nonfinite.py) at every log and before every save, so
   a bad state is never saved. `watch` (a preemption.Watch) stops the loop after the
   step a signal arrived in, with a checkpoint: raises preemption.Preempted.
   """
+  mngr = saver.mngr
   workdir = os.path.dirname(str(mngr.directory))
   tracker = nonfinite.init_tracker()
   check_nonfinite = lambda done: nonfinite.check(
       tracker, config.train, step=done, workdir=workdir, last_checkpoint=mngr.latest_step())
   start_step = int(jax.device_get(state.step))
   tokens_per_step = config.train.batch_size * config.data.max_seq_len
+  batches = (sharding.global_batch(b, mesh) for b in train_data.iterate(start_step))
+  if start_step < end_step:
+    say("Compiling the train step...")
+    first_batch = next(batches)
+    train_fn = train_fn.lower(state, first_batch).compile()
+    preemption.stop_if_requested("compiling the train step")
+    batches = itertools.chain([first_batch], batches)
   sums, window_start, window_steps = None, time.perf_counter(), 0
-  batches = train_data.iterate(start_step)
-  # In a batch job's log file (no terminal) a bar redrawn 10 times a second would fill
-  # it with carriage returns; there it prints at most once every 30 s.
-  progress = tqdm(total=config.train.num_steps, initial=start_step, desc="train",
-                  unit="step", disable=jax.process_index() != 0, dynamic_ncols=True,
-                  mininterval=0.1 if sys.stderr.isatty() else 30.0)
+  progress = progress_lib.Progress(config.train.num_steps, start_step,
+                                   enabled=jax.process_index() == 0)
   for step in range(start_step, end_step):
-    state, step_sums = train_fn(state, sharding.global_batch(next(batches), mesh))
+    state, step_sums = train_fn(state, next(batches))
     # Summed on device; the host waits for values only when it logs.
     sums = step_sums if sums is None else jax.tree.map(jnp.add, sums, step_sums)
     window_steps += 1
-    progress.update(1)
     done = step + 1
     tracker = nonfinite.update_tracker(tracker, step_sums, done)
 
@@ -277,17 +369,15 @@ def train_loop(config, state, train_fn, evaluate_now, train_data, mesh, mngr, wr
       progress.set_postfix(loss=f"{summary['loss']:.3f}",
                            mlm_acc=f"{summary['mlm_accuracy']:.3f}")
       sums, window_start, window_steps = None, time.perf_counter(), 0
+    progress.update(1)
     if done % config.train.eval_every == 0 and done != config.train.num_steps:
       writer.write(done, "eval", evaluate_now(state.params))
     if done % config.train.checkpoint_every == 0:
       check_nonfinite(done)
-      with checkpoint_guard.explain_save_errors(mngr):
-        checkpointing.save(mngr, state, data_position=done)
+      saver.save(state, done)
     if watch is not None and watch.should_stop(done):
       check_nonfinite(done)
-      with checkpoint_guard.explain_save_errors(mngr):
-        checkpointing.save(mngr, state, data_position=done)
-        mngr.wait_until_finished()  # durable before the process exits
+      saver.save(state, done, wait=True)  # durable before the process exits
       progress.close()
       say(f"Stopping on {watch.signal_name or 'a preemption notice'} after step {done}")
       raise preemption.Preempted(done, mngr.directory)

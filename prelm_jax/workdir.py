@@ -1,19 +1,31 @@
-"""The run directory: checked before any expensive work, and guarded against mix-ups.
+"""The run directory: inspected before anything is written, guarded against mix-ups.
 
 A workdir belongs to one model and one data set-up. Starting again with the same
 workdir resumes; starting with a different model or data config would silently continue
 someone else's run, so it is refused unless asked for. Step budgets, logging cadence,
 optimiser settings and paths may change between restarts.
+
+The life of a workdir, as train.run drives it:
+  inspect()     read-only: what is there (checkpoints, config.json, vocab.txt)
+  check_config  the saved config against the new one (only checkpoints make it binding)
+  create()      after every check passed: the directory, then config.json for a new run
+  replace_config_after_first_save()  a resumed run with another config: config.json
+                keeps describing the old checkpoints until the new run saved one
+So a run that fails at the door leaves the filesystem as it was, and a failed first
+start (no checkpoints) never blocks the corrected command.
 """
+import dataclasses
 import json
 import os
 import socket
 
 from prelm_jax import errors
-
 from prelm_jax import metrics
 
+# The file names of a workdir, defined once.
 CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.txt"
+CHECKPOINTS_DIR = "checkpoints"
 # Sections whose change makes a checkpoint mean something else.
 GUARDED_SECTIONS = ("model", "data")
 # ... except these keys, which only say where things are.
@@ -24,22 +36,76 @@ class WorkdirError(errors.PrelmError):
   """A workdir that cannot be used as asked."""
 
 
-def prepare(workdir):
-  """Creates `workdir` and checks it is writable; returns its absolute path."""
+@dataclasses.dataclass(frozen=True)
+class Workdir:
+  """What a workdir held when the run started (see inspect)."""
+  path: str
+  exists: bool
+  checkpoint_steps: tuple    # complete checkpoints (orbax renames them when done)
+  saved_config: dict | None  # config.json, if there is one
+
+  def file(self, name):
+    return os.path.join(self.path, name)
+
+  @property
+  def has_checkpoints(self):
+    return bool(self.checkpoint_steps)
+
+
+def _first_existing_parent(path):
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  return path
+
+
+def inspect(workdir):
+  """Looks at `workdir` without changing anything.
+
+  Raises:
+    WorkdirError: an empty path, a path that is a file, a directory that cannot be
+      written or created, or an unreadable config.json.
+  """
   if not workdir or not str(workdir).strip():
     raise WorkdirError("--workdir is empty; pass a directory, e.g. --workdir runs/my_run")
   path = os.path.abspath(os.path.expanduser(workdir))
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise WorkdirError(f"--workdir {path} is an existing file, not a directory; pass a "
+                       "directory path (a new one is created)")
+  parent = _first_existing_parent(path)
+  if not os.path.isdir(parent):
+    raise WorkdirError(f"workdir {path} is not writable: {parent} is a file, not a "
+                       "directory; choose another --workdir")
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise WorkdirError(f"workdir {path} is not writable (no write permission on "
+                       f"{parent}); choose a directory you can write to")
+  exists = os.path.isdir(path)
+  checkpoints = os.path.join(path, CHECKPOINTS_DIR)
+  steps = tuple(sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit())
+                ) if os.path.isdir(checkpoints) else ()
+  saved = None
+  config_path = os.path.join(path, CONFIG_FILE)
+  if os.path.exists(config_path):
+    try:
+      with open(config_path) as f:
+        saved = json.load(f)
+    except (OSError, ValueError) as e:
+      raise WorkdirError(f"{config_path} is unreadable ({e}); move it away or use a new "
+                         "--workdir") from None
+  return Workdir(path, exists, steps, saved)
+
+
+def create(wd):
+  """Creates the directory (if needed) and checks that this process can write there."""
   try:
-    os.makedirs(path, exist_ok=True)
+    os.makedirs(wd.path, exist_ok=True)
     # One probe per process: the processes of a multi-host run share the workdir.
-    probe = os.path.join(path, f".write_test.{socket.gethostname()}.{os.getpid()}")
+    probe = wd.file(f".write_test.{socket.gethostname()}.{os.getpid()}")
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)
   except OSError as e:
-    raise WorkdirError(f"workdir {path} is not writable ({e.strerror or e}); "
+    raise WorkdirError(f"workdir {wd.path} is not writable ({e.strerror or e}); "
                        "choose a directory you can write to") from None
-  return path
 
 
 def _flatten(d, prefix=""):
@@ -53,34 +119,86 @@ def _flatten(d, prefix=""):
   return out
 
 
-def config_differences(saved, new):
-  """['model.hidden_size: 128 -> 256', ...] over the guarded sections."""
-  old = {k: v for k, v in _flatten(saved).items() if k.split(".")[0] in GUARDED_SECTIONS}
-  cur = {k: v for k, v in _flatten(new).items() if k.split(".")[0] in GUARDED_SECTIONS}
-  diffs = []
-  for key in sorted(set(old) | set(cur)):
-    if key in UNGUARDED_KEYS:
-      continue
-    missing = "<unset>"
-    if old.get(key, missing) != cur.get(key, missing):
-      diffs.append(f"{key}: {old.get(key, missing)!r} -> {cur.get(key, missing)!r}")
-  return diffs
+def config_differences(saved, new, sections=GUARDED_SECTIONS):
+  """['model.hidden_size: 128 -> 256', ...] over `sections` (all of them if None)."""
+  def keep(key):
+    return (sections is None or key.split(".")[0] in sections) and key not in UNGUARDED_KEYS
+  old = {k: v for k, v in _flatten(saved).items() if keep(k)}
+  cur = {k: v for k, v in _flatten(new).items() if keep(k)}
+  missing = "<unset>"
+  return [f"{key}: {old.get(key, missing)!r} -> {cur.get(key, missing)!r}"
+          for key in sorted(set(old) | set(cur))
+          if old.get(key, missing) != cur.get(key, missing)]
 
 
-def check_and_save_config(workdir, config_dict, *, allow_config_change=False, write=True):
-  """Refuses a workdir written with other model/data settings, then saves the config."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if os.path.exists(path):
-    try:
-      with open(path) as f:
-        saved = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-      raise WorkdirError(f"{path} is unreadable ({e}); move it away or use a new --workdir") from None
-    diffs = config_differences(saved, config_dict)
-    if diffs and not allow_config_change:
-      raise WorkdirError(
-          f"workdir {workdir} holds a run with other model/data settings ("
-          + "; ".join(diffs) + "); use a new --workdir, or pass --allow_config_change "
-          "to resume it anyway")
-  if write:
-    metrics.write_json(path, config_dict)
+def check_config(wd, config_dict, *, allow_config_change=False):
+  """Refuses a workdir whose checkpoints were trained with other model/data settings.
+
+  A config.json without checkpoints (a start that failed before its first save)
+  describes nothing and is replaced by the new run.
+  """
+  if not wd.has_checkpoints or wd.saved_config is None:
+    return
+  diffs = config_differences(wd.saved_config, _json_roundtrip(config_dict))
+  if diffs and not allow_config_change:
+    raise WorkdirError(
+        f"workdir {wd.path} holds a run with other model/data settings ("
+        + "; ".join(diffs) + "); use a new --workdir, or pass --allow_config_change "
+        "to resume it anyway")
+
+
+def _json_roundtrip(config_dict):
+  """The config as config.json holds it (tuples become lists)."""
+  return json.loads(json.dumps(config_dict))
+
+
+def vocab_belongs_to_run(wd, config_dict):
+  """Whether an existing vocab.txt is this run's and must be reused.
+
+  It is when checkpoints were trained with it, when no config.json says otherwise (a
+  vocabulary put there by hand), or when config.json has the same data settings (a
+  start that failed after writing it). A vocab.txt of a failed start with other data
+  settings is not: the run trains and writes its own.
+  """
+  if not os.path.exists(wd.file(VOCAB_FILE)):
+    return False
+  saved = _read_config(wd)
+  if wd.has_checkpoints or saved is None:
+    return True
+  return not config_differences(saved, _json_roundtrip(config_dict), sections=("data",))
+
+
+def _read_config(wd):
+  """config.json as it is now (another process may have written it since inspect)."""
+  try:
+    with open(wd.file(CONFIG_FILE)) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def save_config_if_new(wd, config_dict):
+  """Writes config.json for a run without checkpoints; a resumed run keeps the old one
+  until replace_config_after_first_save."""
+  if not wd.has_checkpoints or wd.saved_config is None:
+    metrics.write_json(wd.file(CONFIG_FILE), config_dict)
+
+
+def replace_config_after_first_save(wd, config_dict, restored_step):
+  """After the resumed run's first checkpoint is complete: config.json describes it.
+
+  If the saved config differs in any key, it is kept as config.until_step_<r>.json
+  (r: the step the run resumed from), so the older checkpoints stay described too.
+
+  Returns:
+    The name the old config was kept under, or None if nothing changed.
+  """
+  if not wd.has_checkpoints or wd.saved_config is None:
+    return None
+  new = _json_roundtrip(config_dict)
+  if not config_differences(wd.saved_config, new, sections=None):
+    return None
+  kept = f"config.until_step_{restored_step}.json"
+  metrics.write_json(wd.file(kept), wd.saved_config)
+  metrics.write_json(wd.file(CONFIG_FILE), new)
+  return kept

@@ -23,22 +23,9 @@ from experiments import base
 from prelm_jax import preemption
 from prelm_jax import train
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-# tests/test_train.py's tiny_config, as command-line overrides.
-TINY = {"model.num_layers": 1, "model.hidden_size": 32, "model.num_heads": 2,
-        "model.mlp_dim": 64, "model.max_position_embeddings": 64, "data.vocab_size": 600,
-        "data.max_seq_len": 64, "data.max_predictions_per_seq": 10,
-        "train.batch_size": 16, "train.eval_batch_size": 16, "train.log_every": 1,
-        "train.eval_every": 10, "train.checkpoint_every": 2, "train.keep_checkpoints": 3,
-        "optim.learning_rate": 3e-3, "optim.warmup_steps": 2}
-
-
-def prelm_train(data_dir, workdir, **overrides):
-  """argv of `prelm train` on the tiny model; overrides as {"train.num_steps": 8}."""
-  settings = dict(TINY, **{"data.tfds_data_dir": data_dir}, **overrides)
-  return ([sys.executable, "-m", "prelm_jax.main", "train", "--config",
-           str(REPO / "experiments" / "base.py"), "--workdir", str(workdir)]
-          + [f"--config.{k}={v}" for k, v in settings.items()])
+from conftest import REPO
+from conftest import TINY
+from conftest import prelm_train_argv as prelm_train
 
 
 def start(argv, log_path):
@@ -187,6 +174,71 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_preemption_code(pydocs_da
   assert complete_steps(tmp_path)[-1] == steps[0] + 2
 
 
+def catches_sigterm(pid):
+  """Whether process `pid` has a handler for SIGTERM (Linux: SigCgt in its status)."""
+  status = pathlib.Path(f"/proc/{pid}/status").read_text()
+  caught = int(status.split("SigCgt:")[1].split()[0], 16)
+  return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.faults
+def test_sigterm_at_any_point_of_start_up_exits_42_with_nothing_to_trip_over(
+    pydocs_data_dir, tmp_path):
+  """SIGTERM at 10 moments from the imports to the compile: always exit 42, never a
+  crash (139) or a run that trains on; what was written lets the run start again."""
+  argv = lambda w: prelm_train(pydocs_data_dir, w, **{"train.num_steps": 100000,
+                                                      "train.checkpoint_every": 1000})
+  # How long start-up takes on this machine: until the first progress line (the
+  # shorter of two tries: the first one also warms the disk caches).
+  def time_to_first_step(name):
+    log_path = tmp_path / f"{name}.log"
+    began = time.monotonic()
+    proc = start(argv(tmp_path / name), log_path)
+    while "train: step 1/" not in log_path.read_text():
+      assert proc.poll() is None and time.monotonic() - began < 240, log_path.read_text()
+      time.sleep(0.02)
+    seconds = time.monotonic() - began
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == preemption.PREEMPTED_EXIT_CODE
+    return seconds
+  startup = min(time_to_first_step("calibration1"), time_to_first_step("calibration2"))
+
+  # From the moment `prelm` has its handler (before that, Python's own start-up, SIGTERM
+  # simply kills) to the first step.
+  offsets = [i * startup / 10 for i in range(10)]
+  stages = []
+  for i, offset in enumerate(offsets):
+    workdir, log_path = tmp_path / f"w{i}", tmp_path / f"w{i}.log"
+    proc = start(argv(workdir), log_path)
+    while not catches_sigterm(proc.pid):
+      assert proc.poll() is None, log_path.read_text()
+      time.sleep(0.005)
+    time.sleep(offset)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=120)
+    log = log_path.read_text()
+    assert code == preemption.PREEMPTED_EXIT_CODE, (offset, code, log[-3000:])
+    if "during start-up" in log:  # nothing trained, nothing saved
+      stages.append(log.split("during start-up (after ")[1].split(")")[0])
+      assert metric_lines(workdir) == 0 and not complete_steps(workdir), log[-2000:]
+      assert not partial_dirs(workdir)
+    else:  # the signal came as the steps ran: stopped there, with a checkpoint at it
+      steps = complete_steps(workdir)
+      stages.append(f"training, stopped after step {steps}")
+      assert len(steps) == 1 and metric_lines(workdir) == steps[0], log[-2000:]
+    print(f"SIGTERM at {offset:.2f} s of {startup:.2f} s: exit {code}, {stages[-1]}")
+  assert len({s for s in stages if not s.startswith("training")}) >= 3, stages
+
+  # Whatever those starts left behind, the same command runs (and the one that got
+  # furthest resumes), and a corrected command with another model starts cleanly.
+  for i, overrides in ((9, {"train.num_steps": 3}),
+                       (5, {"train.num_steps": 3, "model.hidden_size": 64})):
+    done = subprocess.run(prelm_train(pydocs_data_dir, tmp_path / f"w{i}", **overrides),
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert complete_steps(tmp_path / f"w{i}")[-1] == 3
+
+
 def free_port():
   import socket  # pylint: disable=g-import-not-at-top
   with socket.socket() as s:
@@ -280,5 +332,5 @@ def test_sigterm_before_the_first_step_exits_with_the_preemption_code(pydocs_dat
   proc = subprocess.run([sys.executable, "-c", script] + argv[argv.index("train"):],
                         cwd=REPO, capture_output=True, text=True, timeout=300)
   assert proc.returncode == preemption.PREEMPTED_EXIT_CODE, proc.stderr[-3000:]
-  assert "SIGTERM before the first step: nothing to save" in proc.stderr
+  assert "SIGTERM during start-up (after reading the corpus): nothing to save" in proc.stderr
   assert not complete_steps(tmp_path) and not partial_dirs(tmp_path)

@@ -18,13 +18,18 @@ import pytest
 
 from experiments import base
 from prelm_jax import checkpointing
+from prelm_jax import errors
 from prelm_jax import optim
 from prelm_jax import sharding
 from prelm_jax import train
+from prelm_jax import validation
 from prelm_jax import train_step as step_lib
 from prelm_jax.model import pretraining
 
-VOCAB, HIDDEN, HEADS, MLP = 96, 32, 4, 64
+VOCAB, HIDDEN, HEADS, MLP = 100, 32, 4, 64
+# Embedding rows: VOCAB padded to base.py's vocab_pad_multiple (64), so a vocabulary of
+# 100, which 4 does not divide, still splits over tensor=4.
+ROWS = 128
 SEQ, PREDS = 32, 6
 # Compiling dominates these tests; XLA's CPU backend at -O0 compiles ~2x faster. It is
 # still IEEE float32, and every run compared here uses the same options.
@@ -152,14 +157,14 @@ def test_mesh_trains_like_one_device_and_shards_as_the_rules_say(
   query = params["encoder"]["layer_0"]["attention"]["query"]["kernel"]
   wi = params["encoder"]["layer_0"]["mlp"]["wi"]["kernel"]
   # vocab -> tensor, embed -> fsdp; query [embed, heads, kv]; wi [embed, mlp].
-  assert shard_shape(word) == (VOCAB // tensor, HIDDEN // fsdp)
+  assert shard_shape(word) == (ROWS // tensor, HIDDEN // fsdp)
   assert shard_shape(query) == (HIDDEN // fsdp, HEADS // tensor, HIDDEN // HEADS)
   assert shard_shape(wi) == (HIDDEN // fsdp, MLP // tensor)
   # Adam's mu and nu are sharded like the params they follow (ZeRO-3 under fsdp).
   moments = leaves_named(opt_state, "['word_embeddings']")
   assert len(moments) == 2
   for moment in moments:
-    assert shard_shape(moment) == (VOCAB // tensor, HIDDEN // fsdp)
+    assert shard_shape(moment) == (ROWS // tensor, HIDDEN // fsdp)
     assert moment.sharding.is_equivalent_to(word.sharding, 2)
 
 
@@ -167,11 +172,11 @@ def test_checkpoint_restores_onto_another_mesh_and_one_device(tmp_path):
   saver = Trainer(small_config(), make_mesh(fsdp=8))
   saver.train(BATCHES[:1])  # a step, so Adam's moments are not zeros
   mngr = checkpointing.manager(str(tmp_path), 2)
-  checkpointing.save(mngr, saver.state, data_position=1)
+  checkpointing.save(mngr, saver.state, data_position=1, vocab_size=600)
   mngr.wait_until_finished()
   expected = jax.device_get(saver.state)
-  for sizes, word_shard in ((dict(data=2, tensor=4), (VOCAB // 4, HIDDEN)),
-                            (dict(), (VOCAB, HIDDEN))):
+  for sizes, word_shard in ((dict(data=2, tensor=4), (ROWS // 4, HIDDEN)),
+                            (dict(), (ROWS, HIDDEN))):
     target = Trainer(small_config(), make_mesh(**sizes), init=False)
     restored, meta = checkpointing.restore(mngr, 1, target.abstract)
     assert meta["data_position"] == 1
@@ -253,19 +258,19 @@ def test_rule_naming_a_missing_mesh_axis_is_refused():
                      match=r"maps 'heads' to mesh axis 'model', but the mesh "
                            r"\{'data': 8, 'fsdp': 1, 'tensor': 1\} has only data, fsdp, "
                            r"tensor; use one of those"):
-    train.check_config(config, make_mesh(data=8))
+    validation.check(config, make_mesh(data=8))
 
 
 def test_batch_that_does_not_split_into_micro_batches_is_refused():
   config = small_config(batch_size=16)
   config.train.grad_accum_steps = 4
-  with pytest.raises(train.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r"batch_size=16 does not split into grad_accum_steps=4 .* "
                            r"data-parallel size 8; .* multiple of 32"):
-    train.check_config(config, make_mesh(data=8))
+    validation.check(config, make_mesh(data=8))
 
 
 def test_batch_not_divisible_by_data_parallel_size_is_refused():
   config = small_config(batch_size=12)
-  with pytest.raises(train.ConfigError, match=r"batch_size=12 .* data-parallel size"):
-    train.check_config(config, make_mesh(data=8))
+  with pytest.raises(errors.ConfigError, match=r"batch_size=12 .* data-parallel size"):
+    validation.check(config, make_mesh(data=8))

@@ -17,7 +17,7 @@ from prelm_jax.model import layers
 from prelm_jax.model import variants
 from prelm_jax.model.config import EncoderConfig
 
-VOCAB = 96
+VOCAB = 128  # a multiple of base.py's vocab_pad_multiple: no padding rows
 MAX_LEN = 16
 PARAM_NAMES = {'vocab', 'embed', 'heads', 'kv', 'mlp', None}
 RULES = [('activation_batch', ('data', 'fsdp')), ('vocab', 'tensor'),
@@ -174,6 +174,27 @@ def test_mlm_head_is_tied_to_word_embeddings():
   grad = jax.jit(jax.grad(loss))(params)
   rows = grad['encoder']['embeddings']['word_embeddings']['embedding']
   assert np.all(np.abs(rows[np.unique(labels)]).sum(-1) > 1e-6)
+
+
+def test_padded_vocabulary_rows_are_never_predicted():
+  # 100 tokens padded to 128 rows (so that 'vocab' splits over e.g. tensor=4): the
+  # real tokens' logits are those of the unpadded model with the same weights, and
+  # the padding rows get no probability.
+  padded = build_model(small_config(vocab_pad_multiple=64), 100)
+  plain = build_model(small_config(vocab_pad_multiple=1), 100)
+  ids, *rest = make_batch([5, 8], 8)
+  batch = (ids % 100, *rest)
+  params = nn.unbox(init(padded, batch))['params']
+  emb = params['encoder']['embeddings']['word_embeddings']['embedding']
+  assert emb.shape[0] == 128 and params['mlm_head']['output_bias'].shape == (128,)
+  trimmed = jax.tree.map(lambda x: x, params)
+  trimmed['encoder']['embeddings']['word_embeddings']['embedding'] = emb[:100]
+  trimmed['mlm_head']['output_bias'] = params['mlm_head']['output_bias'][:100]
+  (mlm, nsp), _ = jit_forward(padded)({'params': params}, batch)
+  (want_mlm, want_nsp), _ = jit_forward(plain)({'params': trimmed}, batch)
+  np.testing.assert_allclose(mlm[..., :100], want_mlm, atol=1e-5)
+  np.testing.assert_allclose(nsp, want_nsp, atol=1e-5)
+  assert np.all(jax.nn.softmax(mlm)[..., 100:] == 0)
 
 
 @pytest.mark.parametrize('encoder', ['transformer', 'lstm'])

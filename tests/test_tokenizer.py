@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from prelm_jax import errors
 from prelm_jax.data import tokenizer
 
 LINES = ["Return a new list containing all items from the iterable.",
@@ -62,21 +63,8 @@ def test_vocab_txt_round_trip(wordpiece, pydocs_texts, tmp_path):
   assert loaded.encode_lines(lines) == wordpiece.encode_lines(lines)
 
 
-def test_get_or_train_reuses_an_existing_vocab(small_texts, tmp_path):
-  path = str(tmp_path / "vocab.txt")
-  first = tokenizer.get_or_train(path, small_texts, 400, lowercase=True)
-  assert first.vocab_size == 400
-  written = open(path, encoding="utf-8").read()
-  mtime = os.stat(path).st_mtime_ns
-  # Different texts and size: a resumed run must still get the saved vocab.
-  again = tokenizer.get_or_train(path, ["other words entirely"] * 10, 900, lowercase=True)
-  assert again.tokens == first.tokens
-  assert open(path, encoding="utf-8").read() == written
-  assert os.stat(path).st_mtime_ns == mtime
-
-
 def test_bad_vocab_files_are_refused(tmp_path):
-  with pytest.raises(FileNotFoundError, match="No vocab file"):
+  with pytest.raises(errors.DataError, match="no vocab file"):
     tokenizer.load_wordpiece(str(tmp_path / "missing.txt"))
   cases = {
       "empty": "",
@@ -87,8 +75,6 @@ def test_bad_vocab_files_are_refused(tmp_path):
   for name, content in cases.items():
     path = tmp_path / f"{name}.txt"
     path.write_text(content, encoding="utf-8")
-    with pytest.raises(ValueError, match="Malformed vocab file"):
+    with pytest.raises(errors.DataError, match=r"vocab file .* is malformed: .*; fix it"):
       tokenizer.load_wordpiece(str(path))
-    with pytest.raises(ValueError, match="Malformed vocab file"):
-      tokenizer.get_or_train(str(path), ["some text"], 100)  # never silently retrains
     assert path.read_text(encoding="utf-8") == content

@@ -1,5 +1,4 @@
 """End-to-end training on the pydocs corpus with a very small BERT."""
-import hashlib
 import json
 import os
 import pathlib
@@ -11,6 +10,7 @@ import pytest
 from experiments import base
 from prelm_jax import train
 from prelm_jax import workdir as workdir_lib
+from conftest import tree_digest
 
 
 def tiny_config(data_dir, **train_overrides):
@@ -32,24 +32,20 @@ def read_metrics(workdir, split):
   return [r for r in map(json.loads, lines) if r["split"] == split]
 
 
-def tree_digest(path):
-  digest = hashlib.sha256()
-  for f in sorted(pathlib.Path(path).rglob("*")):
-    if f.is_file():
-      digest.update(str(f.relative_to(path)).encode())
-      digest.update(f.read_bytes())
-  return digest.hexdigest()
-
-
 def test_training_loss_falls_and_outputs_are_written(pydocs_data_dir, tmp_path, capfd):
   config = tiny_config(pydocs_data_dir, num_steps=40, log_every=10, eval_every=20,
                        checkpoint_every=20)
   capfd.readouterr()
   result = train.run(config, str(tmp_path))
-  # Not a terminal: the progress bar redraws with each logged loss (4 here), at the
-  # start and the end, and every 30 s (slack for a slow machine); not with every step.
-  redraws = capfd.readouterr().err.count("\r")
-  assert 0 < redraws <= 4 + 5, redraws
+  # Not a terminal (a log file): plain progress lines, no bar, no escape sequences:
+  # one after the first step, then every 30 s (slack for a slow machine) and at the end.
+  out = capfd.readouterr()
+  lines = [l for l in out.err.splitlines() if l.startswith("train: step ")]
+  assert lines[0].startswith("train: step 1/40 ") and lines[-1].startswith(
+      "train: step 40/40 "), out.err
+  assert len(lines) <= 2 + 3, lines
+  assert "\r" not in out.err + out.out and "\x1b[" not in out.err + out.out
+  assert out.out.startswith("prelm: experiment | 0.03M params | 8 cpu devices, mesh data=8"), out.out
   logged = read_metrics(tmp_path, "train")
   assert [r["step"] for r in logged] == [10, 20, 30, 40]
   for key in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy",

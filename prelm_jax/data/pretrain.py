@@ -9,6 +9,7 @@ import sys
 import grain
 import numpy as np
 
+from prelm_jax import errors
 from prelm_jax.data import masking
 from prelm_jax.data import tokenizer as tokenizer_lib
 
@@ -73,7 +74,7 @@ class _Examples:
     self.documents = _documents(tokenizer, texts)
     self.chunks = _chunks(self.documents, data_cfg, seed)
     if not len(self.chunks) or len(self.documents) < 2:
-      raise ValueError(
+      raise errors.DataError(
           f"The {what} texts give {len(self.chunks)} chunks from "
           f"{len(self.documents)} documents: NSP needs a document with >= 2 non-empty "
           "lines and >= 2 documents; use a larger split or dataset.")

@@ -2,13 +2,14 @@
 import os
 import tempfile
 
-from absl import logging
 from tokenizers import Tokenizer
 from tokenizers import decoders
 from tokenizers import models
 from tokenizers import normalizers
 from tokenizers import pre_tokenizers
 from tokenizers import trainers
+
+from prelm_jax import errors
 
 # BERT's special tokens; their order fixes ids 0..4 (PAD must be 0: padding is zeros).
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -135,23 +136,33 @@ def train_wordpiece(texts, vocab_size, lowercase=True):
   return WordPiece(tokens, lowercase)
 
 
-def load_wordpiece(vocab_path, lowercase=True):
+def load_wordpiece(vocab_path, lowercase=True, *, fix="fix it, or delete it to train a new one"):
   """Loads a BERT-format vocab.txt.
 
   Args:
     vocab_path: the file; one token per line, the first five SPECIAL_TOKENS.
     lowercase: must match how the vocab was trained (vocab.txt does not record it).
+    fix: what the error message tells the user to do with a bad file.
 
   Returns:
     A WordPiece.
+
+  Raises:
+    errors.DataError: the file is missing, not UTF-8, or not a vocabulary.
   """
   if not os.path.isfile(vocab_path):
-    raise FileNotFoundError(f"No vocab file at {vocab_path}: train one with "
-                            "get_or_train or point to an existing vocab.txt.")
-  with open(vocab_path, encoding="utf-8", newline="") as f:
-    # Split on "\n" only, like BERT's loader: splitlines() would also split on
-    # characters such as \x1c or \u2028.
-    tokens = f.read().split("\n")
+    raise errors.DataError(f"no vocab file at {vocab_path}: train one with "
+                           "train_wordpiece or point to an existing vocab.txt")
+  with open(vocab_path, "rb") as f:
+    raw = f.read()
+  try:
+    text = raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise errors.DataError(f"vocab file {vocab_path} is not UTF-8 text (byte {e.start}: "
+                           f"{e.reason}); {fix}") from None
+  # Split on "\n" only, like BERT's loader: splitlines() would also split on
+  # characters such as \x1c or \u2028.
+  tokens = text.split("\n")
   if tokens and not tokens[-1]:
     tokens.pop()
   problem = None
@@ -164,28 +175,5 @@ def load_wordpiece(vocab_path, lowercase=True):
   elif len(set(tokens)) != len(tokens):
     problem = "it has duplicate tokens"
   if problem:
-    raise ValueError(f"Malformed vocab file {vocab_path}: {problem}; delete it to "
-                     "retrain, or fix it.")
+    raise errors.DataError(f"vocab file {vocab_path} is malformed: {problem}; {fix}")
   return WordPiece(tokens, lowercase)
-
-
-def get_or_train(vocab_path, texts, vocab_size, lowercase=True):
-  """Loads `vocab_path` if it exists (so a resumed run reuses it), else trains it.
-
-  Args:
-    vocab_path: where vocab.txt lives (e.g. <workdir>/vocab.txt).
-    texts: training documents, used only when there is no vocab yet.
-    vocab_size: target size when training.
-    lowercase: see train_wordpiece.
-
-  Returns:
-    A WordPiece.
-  """
-  if os.path.exists(vocab_path):
-    logging.info("Loading the WordPiece vocab from %s.", vocab_path)
-    return load_wordpiece(vocab_path, lowercase)
-  logging.info("Training a WordPiece vocab (size %d) on %d documents -> %s.",
-               vocab_size, len(texts), vocab_path)
-  wp = train_wordpiece(texts, vocab_size, lowercase)
-  wp.save(vocab_path)
-  return wp

@@ -16,7 +16,7 @@ REMAT_POLICIES = ('none', 'full', 'dots_saveable',
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
   """Dimensions and options of an encoder; field names match config.model."""
-  vocab_size: int
+  vocab_size: int  # the tokenizer's; the embedding table has padded_vocab_size rows
   encoder: str = 'transformer'
   num_layers: int = 12
   hidden_size: int = 768
@@ -33,6 +33,11 @@ class EncoderConfig:
   param_dtype: str = 'float32'
   remat_policy: str = 'none'  # see REMAT_POLICIES
   scan_layers: bool = False   # nn.scan over Transformer layers
+  # Embedding rows are padded to a multiple of this, so that the `vocab` axis splits
+  # evenly over the tensor-parallel devices whatever size the vocabulary was trained
+  # to (Megatron's make-vocab-size-divisible-by). The padded rows are never predicted.
+  # 1 (no padding) for configs saved before the key existed.
+  vocab_pad_multiple: int = 1
 
   def __post_init__(self):
     if self.encoder not in ENCODERS:
@@ -61,6 +66,10 @@ class EncoderConfig:
     return jnp.dtype(self.param_dtype)
 
   @property
+  def padded_vocab_size(self):
+    return -(-self.vocab_size // self.vocab_pad_multiple) * self.vocab_pad_multiple
+
+  @property
   def head_dim(self):
     return self.hidden_size // self.num_heads
 
@@ -77,7 +86,7 @@ class EncoderConfig:
     """
     names = [f.name for f in dataclasses.fields(cls) if f.name != 'vocab_size']
     # Keys added after the first release: a config.json saved before them lacks them.
-    optional = ('remat_policy', 'scan_layers')
+    optional = ('remat_policy', 'scan_layers', 'vocab_pad_multiple')
     missing = [n for n in names if n not in model_cfg and n not in optional]
     if missing:
       raise KeyError(f'config.model lacks {missing}.')

@@ -32,7 +32,8 @@ class MlmHead(nn.Module):
       word_table: [V, H] word embeddings of the same model.
 
     Returns:
-      float32 logits [B, P, V].
+      float32 logits [B, P, V] (V: the padded vocabulary; padding rows score
+      float32's minimum).
     """
     cfg = self.config
     x = gather_positions(sequence_output, mlm_positions)
@@ -45,8 +46,11 @@ class MlmHead(nn.Module):
                         word_table.astype(cfg.compute_dtype),
                         preferred_element_type=jnp.float32)
     bias = self.param('output_bias', layers.zeros_init(('vocab',)),
-                      (cfg.vocab_size,), cfg.params_dtype)
+                      (cfg.padded_vocab_size,), cfg.params_dtype)
     logits = logits + bias.astype(jnp.float32)
+    if cfg.padded_vocab_size > cfg.vocab_size:  # padding rows: probability 0
+      real = jnp.arange(cfg.padded_vocab_size) < cfg.vocab_size
+      logits = jnp.where(real, logits, jnp.finfo(jnp.float32).min)
     return nn.with_logical_constraint(
         logits, ('activation_batch', 'activation_length', 'activation_vocab'))
 

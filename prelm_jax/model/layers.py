@@ -64,7 +64,7 @@ class Embeddings(nn.Module):
           num, cfg.hidden_size, dtype=cfg.compute_dtype,
           param_dtype=cfg.params_dtype,
           embedding_init=kernel_init(cfg, names), name=name)
-    self.word_embeddings = embed(cfg.vocab_size, ('vocab', 'embed'),
+    self.word_embeddings = embed(cfg.padded_vocab_size, ('vocab', 'embed'),
                                  'word_embeddings')
     # Small tables: their first axis is never worth sharding.
     self.position_embeddings = embed(cfg.max_position_embeddings,
