@@ -82,7 +82,8 @@ def test_resume_equals_uninterrupted_run(pydocs_data_dir, tmp_path):
                jax.device_get(resumed.state.opt_state))
 
 
-def test_changed_model_is_refused_without_touching_checkpoints(pydocs_data_dir, tmp_path):
+def test_changed_model_is_refused_without_touching_checkpoints(pydocs_data_dir, tmp_path,
+                                                               capfd):
   config = tiny_config(pydocs_data_dir, num_steps=4)
   train.run(config, str(tmp_path))
   before = tree_digest(tmp_path / "checkpoints")
@@ -90,6 +91,14 @@ def test_changed_model_is_refused_without_touching_checkpoints(pydocs_data_dir, 
   with pytest.raises(workdir_lib.WorkdirError, match="model.hidden_size: 32 -> 64"):
     train.run(config, str(tmp_path))
   assert tree_digest(tmp_path / "checkpoints") == before
-  # A longer step budget resumes normally from step 4.
+  # A longer step budget resumes normally from step 4, says that the learning-rate
+  # schedule changed, and config.json then describes the new run (the old one is kept).
   longer = tiny_config(pydocs_data_dir, num_steps=6)
+  capfd.readouterr()
   assert int(train.run(longer, str(tmp_path)).state.step) == 6
+  out = capfd.readouterr().out
+  assert ("config.train.num_steps changed 4 -> 6: the learning-rate schedule (linear decay) "
+          "now ends at step 6, so the rate at step 4 is 0.0015 instead of 0") in out, out
+  assert json.loads((tmp_path / "config.json").read_text())["train"]["num_steps"] == 6
+  assert json.loads((tmp_path / "config.until_step_4.json").read_text())["train"][
+      "num_steps"] == 4
