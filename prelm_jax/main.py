@@ -7,6 +7,7 @@
       [--device-memory 16GiB]     # compile only: memory and FLOPs per device
 
 `--config` takes a path (config_flags conventions, `path.py:arg`) or an experiment name.
+`prelm --help` (or `prelm <command> --help`) lists each command's flags; see usage.py.
 
 Exit codes: 0 done; 2 a one-line error (bad input, non-finite loss, unusable
 checkpoint); 42 preempted (SIGTERM/SIGINT: a checkpoint was saved, run the same command
@@ -46,8 +47,11 @@ def fail(message):
 
 
 def parse_flags(argv):
-  """absl parsing, with config mistakes reported in one line instead of a traceback."""
-  from prelm_jax import registry  # pylint: disable=g-import-not-at-top
+  """absl parsing, with help printed by us (exit 0) and config mistakes in one line."""
+  from prelm_jax import registry, usage  # pylint: disable=g-import-not-at-top
+  if usage.requested(argv[1:]):  # before absl, whose --help lists flags without commands
+    usage.show(argv[1:], flags.FLAGS)
+    sys.exit(0)
   argv = list(argv)
   for i, arg in enumerate(argv):
     try:
@@ -74,7 +78,7 @@ def main(argv):
   command = argv[1:]
   if command not in (["train"], ["plan"]):
     fail(f"expected one command from {COMMANDS}, got {command or 'none'}; "
-         "e.g. prelm train --config bert_tiny_pydocs --workdir runs/tiny")
+         "e.g. prelm train --config bert_tiny_pydocs --workdir runs/tiny (see prelm --help)")
   if _CONFIG.value is None:
     fail("--config is required, e.g. --config experiments/bert_tiny_pydocs.py")
   if not flags.FLAGS["verbosity"].present:
