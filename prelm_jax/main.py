@@ -22,6 +22,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from prelm_jax import library_logs
 from prelm_jax import plan as plan_lib  # defines --mesh, --devices, --device-memory
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -113,8 +114,12 @@ def main(argv):
          "e.g. prelm train --config bert_tiny_pydocs --workdir runs/tiny (see prelm --help)")
   if _CONFIG.value is None:
     fail("--config is required, e.g. --config experiments/bert_tiny_pydocs.py")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # orbax and tfds are chatty at INFO; -v 0 shows it
+  if not flags.FLAGS["verbosity"].present:  # -v 0 shows everything
+    # WARNING, not ERROR: absl sets it on the root logger, where jax warns about things a
+    # user must see (no CUDA jaxlib: falling back to CPU). orbax's and TFDS's routine
+    # warnings and INFO reprs are dropped by a filter instead; see library_logs.py.
+    logging.set_verbosity(logging.WARNING)
+    library_logs.quiet_from_now_on()
   if command == ["plan"]:  # compile-only: no workdir, no corpus, no distributed set-up
     plan_lib.main(_CONFIG.value, fail)
     return
