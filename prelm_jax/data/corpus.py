@@ -2,6 +2,7 @@
 from absl import logging
 import tensorflow_datasets as tfds
 
+from prelm_jax import errors
 # Importing the module registers the "pydocs" builder with tfds.
 from prelm_jax.data import pydocs  # pylint: disable=unused-import
 
@@ -24,11 +25,14 @@ def load_documents(name, split, data_dir=None):
 
   Returns:
     The documents' texts, in a deterministic order.
+
+  Raises:
+    errors.DataError: an unknown dataset, a missing split or one without text.
   """
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
   except tfds.core.registered.DatasetNotFoundError as e:
-    raise ValueError(
+    raise errors.DataError(
         f"Unknown dataset {name!r}: set config.data.dataset to a registered TFDS "
         f"builder with text/source features, e.g. 'pydocs'.") from e
   if not builder.is_prepared():
@@ -37,14 +41,14 @@ def load_documents(name, split, data_dir=None):
     builder.download_and_prepare()
   sources = builder.as_data_source()
   if split not in sources:
-    raise ValueError(f"Dataset {name!r} has no split {split!r}; it has "
-                     f"{sorted(sources)}: pick one of those.")
+    raise errors.DataError(f"Dataset {name!r} has no split {split!r}; it has "
+                           f"{sorted(sources)}: pick one of those.")
   source = sources[split]
   records = source.__getitems__(range(len(source))) if len(source) else []
   pairs = sorted((_as_str(r["source"]), _as_str(r["text"])) for r in records)
   texts = [text for _, text in pairs if text.strip()]
   if not texts:
-    raise ValueError(
+    raise errors.DataError(
         f"Split {split!r} of dataset {name!r} in {builder.data_dir} has no usable "
         f"text: delete that directory to rebuild it, or use a non-empty split.")
   return texts
