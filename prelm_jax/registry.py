@@ -48,7 +48,7 @@ def load_error(path, error):
     seen.add(id(error))
     line = _line_in_file(path, error)
     if line is not None:
-      return f"config file {path}, line {line}: {type(error).__name__}: {_message(error)}"
+      return f"config file {path}, line {line}: {type(error).__name__}: {_message(error, path)}"
     if (isinstance(error, AttributeError) and error.name == "get_config"
         and isinstance(error.obj, types.ModuleType)
         and _same_file(getattr(error.obj, "__file__", None), path)):
@@ -70,8 +70,12 @@ def _same_file(a, b):
   return a is not None and os.path.realpath(a) == os.path.realpath(b)
 
 
-def _message(error):
-  text = error.msg if isinstance(error, SyntaxError) else str(error)
+def _message(error, path):
+  text = str(error)
+  if isinstance(error, SyntaxError):  # str() adds "(file, line n)"; say it only if elsewhere
+    text = error.msg
+    if not _same_file(error.filename, path):
+      text += f" in {error.filename}, line {error.lineno}"
   return " ".join(text.split()) or "(no message)"
 
 
