@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 
 from prelm_jax import checkpointing
+from prelm_jax import library_logs
 from prelm_jax import optim
 from prelm_jax import sharding
 from prelm_jax import train
@@ -48,11 +49,12 @@ def fill_mask(model, params, tokenizer, text, top_k=5):
   return out
 
 
+@library_logs.quiet()  # orbax warns that a read-only manager is read-only
 def load_run(workdir, step=None):
   """(config, model, params, tokenizer) of a run, restored onto one local device.
 
   Works on a laptop for a run trained on any mesh: orbax restores onto the target
-  shardings given here, a one-device mesh.
+  shardings given here, a one-device mesh. Prints nothing on success.
   """
   with open(os.path.join(workdir, "config.json")) as f:
     config = ml_collections.ConfigDict(json.load(f))

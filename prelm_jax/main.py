@@ -7,6 +7,7 @@
       [--device-memory 16GiB]     # compile only: memory and FLOPs per device
 
 `--config` takes a path (config_flags conventions, `path.py:arg`) or an experiment name.
+`prelm --help` (or `prelm <command> --help`) lists each command's flags; see usage.py.
 
 Exit codes: 0 done; 2 a one-line error (bad input, non-finite loss, unusable
 checkpoint); 42 preempted (SIGTERM/SIGINT: a checkpoint was saved, run the same command
@@ -23,6 +24,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from prelm_jax import errors
+from prelm_jax import library_logs
 from prelm_jax import plan as plan_lib  # defines --mesh, --devices, --device-memory
 from prelm_jax import preemption
 
@@ -49,39 +51,78 @@ def fail(message):
 
 
 def parse_flags(argv):
-  """absl parsing, with config mistakes reported in one line instead of a traceback."""
+  """absl parsing, with help and config mistakes answered by us (exit 0; one line, exit 2)."""
+  from prelm_jax import usage  # pylint: disable=g-import-not-at-top
+  if usage.requested(argv[1:]):  # before absl, whose --help lists flags without commands
+    usage.show(argv[1:], flags.FLAGS)
+    sys.exit(0)
+  argv, config_path = resolve_config(argv)
+  try:
+    remaining = flags.FLAGS(argv)
+    # ml_collections keeps an OSError raised while loading the file in a placeholder
+    # config that raises it on first use, mid-run; raise it now, where it is explained.
+    deferred = getattr(_CONFIG.value, "_error", None)
+    if isinstance(deferred, OSError):
+      raise deferred
+    return remaining
+  except Exception as e:  # pylint: disable=broad-except
+    message = explain_parse_error(e, config_path)
+    if message is None:
+      raise  # not a mistake in the command line or the config file: a bug
+    fail(message)
+
+
+def explain_parse_error(error, config_path):
+  """One line for a config file that does not load, a bad flag or override; else None."""
   from prelm_jax import registry  # pylint: disable=g-import-not-at-top
-  argv = list(argv)
+  if config_path and (message := registry.load_error(config_path, error)):
+    return message
+  if isinstance(error, flags.Error):
+    return str(error)
+  if not isinstance(error, (AttributeError, KeyError, TypeError, ValueError)):
+    return None
+  # ml_collections raises these for an override of a key the config does not have.
+  text = error
+  while isinstance(text, Exception) and text.args:  # AttributeError(KeyError('...'))
+    text = text.args[0]
+  detail = " ".join(str(text).replace("\\n", " ").replace("\n", " ").split())
+  return f"bad --config override ({detail}); every key is listed in experiments/base.py"
+
+
+def resolve_config(argv):
+  """(argv with `--config NAME` made a path, that file's path or None); a missing file fails."""
+  from prelm_jax import registry  # pylint: disable=g-import-not-at-top
+  argv, path = list(argv), None
   for i, arg in enumerate(argv):
+    if arg == "--config" and i + 1 < len(argv):
+      at, prefix = i + 1, ""
+    elif arg.startswith("--config="):
+      at, prefix = i, "--config="
+    else:
+      continue
     try:
-      if arg == "--config" and i + 1 < len(argv):
-        argv[i + 1] = registry.resolve(argv[i + 1])
-      elif arg.startswith("--config="):
-        argv[i] = "--config=" + registry.resolve(arg.split("=", 1)[1])
+      resolved = registry.resolve(argv[at].removeprefix(prefix))
+      path = resolved.partition(":")[0]
+      registry.check_exists(path)
     except ValueError as e:
       fail(e)
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    fail(e)
-  except (AttributeError, KeyError, TypeError, ValueError) as e:
-    # ml_collections raises these for an override of a key the config does not have.
-    text = e
-    while isinstance(text, Exception) and text.args:  # AttributeError(KeyError('...'))
-      text = text.args[0]
-    detail = " ".join(str(text).replace("\\n", " ").replace("\n", " ").split())
-    fail(f"bad --config override ({detail}); every key is listed in experiments/base.py")
+    argv[at] = prefix + resolved
+  return argv, path
 
 
 def main(argv):
   command = argv[1:]
   if command not in (["train"], ["plan"]):
     fail(f"expected one command from {COMMANDS}, got {command or 'none'}; "
-         "e.g. prelm train --config bert_tiny_pydocs --workdir runs/tiny")
+         "e.g. prelm train --config bert_tiny_pydocs --workdir runs/tiny (see prelm --help)")
   if _CONFIG.value is None:
     fail("--config is required, e.g. --config experiments/bert_tiny_pydocs.py")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # orbax and tfds are chatty at INFO; -v 0 shows it
+  if not flags.FLAGS["verbosity"].present:  # -v 0 shows everything
+    # WARNING, not ERROR: absl sets it on the root logger, where jax warns about things a
+    # user must see (no CUDA jaxlib: falling back to CPU). orbax's and TFDS's routine
+    # warnings and INFO reprs are dropped by a filter instead; see library_logs.py.
+    logging.set_verbosity(logging.WARNING)
+    library_logs.quiet_from_now_on()
   if command == ["plan"]:  # compile-only: no workdir, no corpus, no distributed set-up
     preemption.uninstall()  # nothing to save: a signal acts as usual
     if preemption.requested():

@@ -5,6 +5,8 @@ No import side effects and no second list to keep in sync: the folder is the reg
 import importlib.util
 import os
 import pathlib
+import traceback
+import types
 
 EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
 
@@ -23,6 +25,58 @@ def resolve(config_arg):
     raise ValueError(f"unknown experiment {spec!r}; known: {', '.join(names())} "
                      f"(or pass a path to a config file)")
   return str(EXPERIMENTS_DIR / f"{spec}.py") + sep + arg
+
+
+def check_exists(path):
+  """Refuses a config path (no `:arg`) that is not a file, before anything loads it."""
+  if not os.path.isfile(path):
+    raise ValueError(f"config file {path} does not exist; pass a path to a .py file or "
+                     f"an experiment name ({', '.join(names())})")
+
+
+def load_error(path, error):
+  """One line for `error` when loading config file `path` raised it, else None.
+
+  Covers a syntax error, an exception raised in get_config (or at import time) and a
+  file without get_config. The line named is the deepest one in `path` itself, so a
+  mistake in a helper module still points at the config line that called it.
+  ml_collections and absl wrap some errors (a ValueError becomes a flags error about a
+  ValueError whose message is a traceback), so the whole chain is searched.
+  """
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    line = _line_in_file(path, error)
+    if line is not None:
+      return f"config file {path}, line {line}: {type(error).__name__}: {_message(error, path)}"
+    if (isinstance(error, AttributeError) and error.name == "get_config"
+        and isinstance(error.obj, types.ModuleType)
+        and _same_file(getattr(error.obj, "__file__", None), path)):
+      return (f"config file {path} has no get_config(); it must define "
+              "get_config(arg=None) returning a ConfigDict, see experiments/base.py")
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def _line_in_file(path, error):
+  if isinstance(error, SyntaxError) and _same_file(error.filename, path):
+    return error.lineno
+  frames = [f for f in traceback.extract_tb(error.__traceback__)
+            if _same_file(f.filename, path)]
+  return frames[-1].lineno if frames else None
+
+
+def _same_file(a, b):
+  return a is not None and os.path.realpath(a) == os.path.realpath(b)
+
+
+def _message(error, path):
+  text = str(error)
+  if isinstance(error, SyntaxError):  # str() adds "(file, line n)"; say it only if elsewhere
+    text = error.msg
+    if not _same_file(error.filename, path):
+      text += f" in {error.filename}, line {error.lineno}"
+  return " ".join(text.split()) or "(no message)"
 
 
 def load(config_arg):

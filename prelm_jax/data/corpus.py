@@ -1,9 +1,12 @@
 """Loads a text corpus from a TFDS builder (prepared on first use) as a list of strings."""
-from absl import logging
+import contextlib
+import io
+import sys
+
 import tensorflow_datasets as tfds
 
 from prelm_jax import errors
-
+from prelm_jax import library_logs
 # Importing the module registers the "pydocs" builder with tfds.
 from prelm_jax.data import pydocs  # pylint: disable=unused-import
 
@@ -26,6 +29,9 @@ def load_documents(name, split, data_dir=None):
 
   Returns:
     The documents' texts, in a deterministic order.
+
+  Raises:
+    errors.DataError: an unknown dataset, a missing split or one without text.
   """
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
@@ -33,14 +39,15 @@ def load_documents(name, split, data_dir=None):
     raise errors.DataError(
         f"Unknown dataset {name!r}: set config.data.dataset to a registered TFDS "
         f"builder with text/source features, e.g. 'pydocs'.") from e
-  if not builder.is_prepared():
-    logging.info("Preparing TFDS dataset %s into %s (first use).",
-                 builder.info.full_name, builder.data_dir)
-    builder.download_and_prepare()
+  with library_logs.quiet():  # is_prepared() warns that the folder has no dataset_info.json
+    if not builder.is_prepared():
+      print(f"Preparing the {builder.name} corpus in {builder.data_dir} (first use; cached "
+            "after)", file=sys.stderr)
+      _prepare_quietly(builder)
   sources = builder.as_data_source()
   if split not in sources:
     raise errors.DataError(f"Dataset {name!r} has no split {split!r}; it has "
-                     f"{sorted(sources)}: pick one of those.")
+                           f"{sorted(sources)}: pick one of those.")
   source = sources[split]
   records = source.__getitems__(range(len(source))) if len(source) else []
   pairs = sorted((_as_str(r["source"]), _as_str(r["text"])) for r in records)
@@ -50,3 +57,16 @@ def load_documents(name, split, data_dir=None):
         f"Split {split!r} of dataset {name!r} in {builder.data_dir} has no usable "
         f"text: delete that directory to rebuild it, or use a non-empty split.")
   return texts
+
+
+def _prepare_quietly(builder):
+  """download_and_prepare() without TFDS's progress bars and banners.
+
+  Its tqdm bars redraw with cursor-up escapes (\\x1b[A) that end up in log files, and it
+  prints "Downloading and preparing dataset ..." and "... downloaded and prepared to ..."
+  to stdout itself (termcolor.cprint, no switch); the caller printed one line instead.
+  TFDS's progress-bar switch is process-wide; prelm never wants those bars.
+  """
+  tfds.disable_progress_bar()
+  with contextlib.redirect_stdout(io.StringIO()):
+    builder.download_and_prepare()

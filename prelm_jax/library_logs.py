@@ -1,0 +1,52 @@
+"""Keeps orbax's and TFDS's routine log records, and the object reprs in them, from the user.
+
+Both libraries log through absl. At WARNING they report what is routine for prelm: a
+read-only CheckpointManager is read-only (every `analysis.load_run`), each process
+"reached preemption sync point" (a multi-process SIGTERM), a dataset folder has no
+dataset_info.json yet (a first prepare). At INFO they format internals, e.g. orbax's
+"Using barrier_sync_fn: <function ...>" and handler objects "at 0x...". prelm says what
+matters in its own one-line messages (printed, never logged), so the records of these
+two libraries below ERROR are dropped; their errors still show.
+
+Why a filter and not absl's verbosity at ERROR: absl sets that level on the root logger,
+for every library at once, and jax warns there about things a user must see (e.g. "a
+CUDA-enabled jaxlib is not installed. Falling back to cpu"). `prelm -v 0` asks for
+everything, so the command installs the filter only without -v.
+"""
+import contextlib
+import logging
+import os
+
+from absl import logging as absl_logging
+
+_PACKAGES = ("orbax", "tensorflow_datasets")
+
+
+class _DropRoutineRecords(logging.Filter):
+  """Drops records below ERROR that orbax or TFDS code logged."""
+
+  def filter(self, record):
+    if record.levelno >= logging.ERROR:
+      return True
+    folders = os.path.normpath(record.pathname).split(os.sep)
+    return not any(package in folders for package in _PACKAGES)
+
+
+@contextlib.contextmanager
+def quiet():
+  """Within this block (or a function it decorates) orbax and TFDS log errors only.
+
+  Each use adds its own filter instance and removes only that one, so nested uses and
+  `quiet_from_now_on` do not undo each other.
+  """
+  dropper = _DropRoutineRecords()
+  absl_logging.get_absl_logger().addFilter(dropper)
+  try:
+    yield
+  finally:
+    absl_logging.get_absl_logger().removeFilter(dropper)
+
+
+def quiet_from_now_on():
+  """`quiet` for the rest of the process: the `prelm` command's setting."""
+  absl_logging.get_absl_logger().addFilter(_DropRoutineRecords())

@@ -1,0 +1,94 @@
+"""`prelm --help`: the commands, each one's flags and an example, then overrides and exit codes.
+
+The flag descriptions are the absl flags' own help strings, so this text cannot drift
+from the flags; only which flags each command reads, and a placeholder for each value,
+are listed here. absl's own --help would list every flag of the main module in one
+block, without the commands; `--helpfull` still shows absl's full listing.
+"""
+import os
+import re
+import sys
+import textwrap
+
+HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
+
+# command -> (what it does, its flags with a placeholder for the value, an example); an
+# enum flag's placeholder is its values, a boolean flag has none.
+COMMANDS = {
+    "train": (
+        "pre-train an experiment into a workdir; the same command resumes it",
+        (("config", "NAME|PATH"), ("workdir", "DIR"), ("allow_config_change", None),
+         ("distributed", None), ("coordinator_address", "HOST:PORT"),
+         ("num_processes", "N"), ("process_id", "I")),
+        "prelm train --config bert_tiny_pydocs --workdir runs/tiny "
+        "--config.train.num_steps=2000"),
+    "plan": (
+        "compile the train step for a mesh; report memory and FLOPs per device",
+        (("config", "NAME|PATH"), ("mesh", "AXIS=N,..."), ("devices", "N"),
+         ("device-memory", "SIZE")),
+        "prelm plan --config bert_large --mesh data=1,fsdp=32,tensor=1 "
+        "--device-memory 16GiB"),
+}
+
+_FOOTER = """\
+config overrides: --config.a.b=value sets one config key, e.g. --config.train.num_steps=2000
+  or --config.model.dtype=bfloat16; experiments/base.py lists every key, and an unknown key
+  is an error.
+exit codes: 0 done; 2 a one-line error ("prelm: error: ..."); 42 preempted (a checkpoint was
+  saved: run the same command again to resume).
+prelm <command> --help shows one command; --helpfull lists the flags of every library."""
+
+_WIDTH = 92
+
+
+def requested(args):
+  """Whether the command line (without the program name) asks for help.
+
+  `help` counts only as the first word (`prelm help [train]`): later it may be a value.
+  """
+  return args[:1] == ["help"] or any(arg in HELP_FLAGS for arg in args)
+
+
+def text(args, flag_values):
+  """The help for the command named in `args` (both commands when none is)."""
+  named = [arg for arg in args if arg in COMMANDS][:1] or list(COMMANDS)
+  lines = ["usage: prelm <command> --config NAME|PATH [flags] [--config.a.b=value ...]",
+           "", "commands:"]
+  lines += [f"  {name:<6} {summary}" for name, (summary, _, _) in COMMANDS.items()]
+  for name in named:
+    lines += ["", f"prelm {name} flags:"] + _flag_lines(name, flag_values)
+    lines += ["  example:", f"    {COMMANDS[name][2]}"]
+  return "\n".join(lines + ["", _FOOTER])
+
+
+def _flag_lines(command, flag_values):
+  """One aligned entry per flag: `--name=VALUE  help (default: d)`, wrapped."""
+  _, specs, _ = COMMANDS[command]
+  flags = [flag_values[name] for name, _ in specs]
+  heads = [_head(flag, placeholder) for flag, (_, placeholder) in zip(flags, specs)]
+  column = 2 + max(map(len, heads)) + 2
+  lines = []
+  for head, flag in zip(heads, flags):
+    # absl puts an enum's values before its help, and plan.py starts its help strings
+    # with "plan: " to tell them apart in absl's listing; here both are in the head.
+    help_text = re.sub(r"^<[^>]*>: ", "", flag.help).removeprefix(f"{command}: ")
+    if flag.default not in (None, False):
+      help_text += f" (default: {flag.default})"
+    lines += textwrap.wrap(help_text, _WIDTH, initial_indent=f"  {head:<{column - 4}}  ",
+                           subsequent_indent=" " * column)
+  return lines
+
+
+def _head(flag, placeholder):
+  choices = getattr(flag.parser, "enum_values", None)
+  placeholder = "|".join(choices) if choices else placeholder
+  return f"--{flag.name}={placeholder}" if placeholder else f"--{flag.name}"
+
+
+def show(args, flag_values):
+  """Prints the help; a reader that stops early (`prelm --help | head`) is no error."""
+  try:
+    print(text(args, flag_values), flush=True)
+  except BrokenPipeError:
+    # Python would report the pipe again when it flushes stdout at exit.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
