@@ -65,8 +65,11 @@ def regression_metrics(targets, preds):
     # scipy warns on constant input and returns NaN; the docstring says so instead of
     # a warning at every evaluation of an early checkpoint.
     warnings.simplefilter("ignore", scipy.stats.ConstantInputWarning)
-    pearson = scipy.stats.pearsonr(targets, preds).statistic if len(targets) > 1 else np.nan
-    spearman = scipy.stats.spearmanr(targets, preds).statistic if len(targets) > 1 else np.nan
+    if len(targets) > 1:
+      pearson = scipy.stats.pearsonr(targets, preds).statistic
+      spearman = scipy.stats.spearmanr(targets, preds).statistic
+    else:  # one pair has no correlation
+      pearson = spearman = np.nan
   return {"mse": float(sklearn.metrics.mean_squared_error(targets, preds)),
           "pearson": float(pearson), "spearman": float(spearman)}
 

@@ -131,6 +131,7 @@ def test_empty_files(tmp_path, text, needle):
     ("t.tsv", "s\tscore\na\tnan\n", ":2: the score 'score' is 'nan'"),
     ("t.tsv", "s\tscore\na\t \n", ":2: the label 'score' is empty"),
     ("t.jsonl", '{"s": "a", "score": [1]}\n', ":1: the score 'score' is [1]"),
+    ("t.jsonl", '{"s": "a", "score": true}\n', ":1: the score 'score' is True"),
 ])
 def test_bad_regression_scores(tmp_path, name, text, needle):
   path = write(tmp_path, name, text)

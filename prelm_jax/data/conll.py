@@ -126,8 +126,9 @@ def read_conllu(path, *, column="upos"):
     if not word_id.isdigit():
       if _is_range_or_empty_node(word_id):
         continue  # a multi-word token's surface form or an empty node: not a word
-      raise errors.DataError(f"{path}:{line}: ID {word_id!r} is not a word index (3), a "
-                             "multi-word range (3-4) or an empty node (5.1); fix the line")
+      raise errors.DataError(f"{path}:{line}: ID {word_id!r} is not a word index (3), "
+                             "a multi-word range (3-4) or an empty node (5.1); fix the "
+                             "line")
     if not words:
       start = line
     words.append(fields[1])
@@ -205,6 +206,7 @@ def iob1_sentences_to_iob2(sentences, *, path):
       i, bad = next((i, t) for i, t in enumerate(s.tags) if not _is_iob(t))
       raise errors.DataError(
           f"{path}: sentence at line {s.line}, word {i + 1} ({s.words[i]!r}): tag "
-          f"{bad!r} is not O, B-X or I-X; fix the file or choose the NER column") from None
+          f"{bad!r} is not O, B-X or I-X; fix the file or choose the NER column"
+      ) from None
     converted.append(dataclasses.replace(s, tags=tags))
   return converted

@@ -49,7 +49,8 @@ def encode_examples(examples, wordpiece, max_seq_len, *, label_to_id=None):
   """
   num_texts = {len(e.texts) for e in examples}
   if len(num_texts) != 1 or not num_texts <= {1, 2}:
-    raise ValueError(f"examples have {sorted(num_texts)} texts each; expected all 1 or all 2")
+    raise ValueError(f"examples have {sorted(num_texts)} texts each; expected all 1 or "
+                     "all 2")
   pair = num_texts == {2}
   specials = 3 if pair else 2
   if max_seq_len < specials + (2 if pair else 1):

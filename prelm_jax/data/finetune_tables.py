@@ -54,7 +54,8 @@ def check_text_columns(task_kind, text_columns):
     ValueError: an unknown task_kind (a programming error).
   """
   if task_kind not in TEXT_COLUMNS_PER_KIND:
-    raise ValueError(f"task_kind={task_kind!r}; expected one of {list(TEXT_COLUMNS_PER_KIND)}")
+    raise ValueError(f"task_kind={task_kind!r}; expected one of "
+                     f"{list(TEXT_COLUMNS_PER_KIND)}")
   if isinstance(text_columns, str):
     raise errors.ConfigError(f"text_columns={text_columns!r} is a string: give a list of "
                              f"column names, e.g. [{text_columns!r}]")
@@ -151,7 +152,7 @@ def _delimited_rows(path, text, text_columns, label_column, delimiter):
 
 
 def _column_index(path, header, wanted, raw_header, delimiter):
-  """{column name: position} for the wanted columns; a one-line error if one is missing."""
+  """{column name: position} of the wanted columns; a one-line error if one is missing."""
   missing = [c for c in wanted if c not in header]
   if not missing:
     return {c: header.index(c) for c in wanted}
@@ -163,7 +164,8 @@ def _column_index(path, header, wanted, raw_header, delimiter):
               f"delimiter={other!r}")
       break
   raise errors.DataError(f"{path}: no column {missing[0]!r} in the header (columns "
-                         f"found, split on {_delimiter_name(delimiter)}s: {header}); {hint}")
+                         f"found, split on {_delimiter_name(delimiter)}s: {header}); "
+                         f"{hint}")
 
 
 def _json_rows(path, text, text_columns, label_column):
@@ -183,11 +185,12 @@ def _json_rows(path, text, text_columns, label_column):
     for key in wanted:
       if key not in record:
         raise errors.DataError(f"{path}:{line}: no key {key!r} (keys found: "
-                               f"{list(record)}); set the column names to keys in the file")
+                               f"{list(record)}); set the column names to keys in the "
+                               "file")
     for key in text_columns:
       if not isinstance(record[key], str):
-        raise errors.DataError(f"{path}:{line}: {key!r} is {record[key]!r}, not a string; "
-                               "fix the line")
+        raise errors.DataError(f"{path}:{line}: {key!r} is {record[key]!r}, not a "
+                               "string; fix the line")
     label = record[label_column] if label_column is not None else None
     yield line, tuple(record[c] for c in text_columns), label
 
@@ -196,23 +199,20 @@ def _parse_label(path, line, label_column, value, regression):
   """The label of one row: a float for regression, else a string; None if unlabelled."""
   if label_column is None:
     return None
-  if isinstance(value, bool) or (not regression and isinstance(value, float)):
-    # JSON true/1.0 as a class would silently become a new label "True"/"1.0".
-    raise errors.DataError(f"{path}:{line}: label {label_column!r} is {json.dumps(value)}; "
-                           "write class labels as strings or integers")
   if isinstance(value, str):
     value = value.strip()
   if value is None or value == "":
     raise errors.DataError(f"{path}:{line}: the label {label_column!r} is empty; fill it "
                            "in or drop the row")
   if not regression:
-    if not isinstance(value, (str, int)):
+    # JSON true or 1.0 would silently become a class of its own ("True", "1.0").
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
       raise errors.DataError(f"{path}:{line}: label {label_column!r} is "
                              f"{json.dumps(value)}; write class labels as strings or "
                              "integers")
     return str(value)
   try:
-    number = float(value)
+    number = math.nan if isinstance(value, bool) else float(value)
   except (TypeError, ValueError):
     number = math.nan
   if not math.isfinite(number):
