@@ -98,7 +98,9 @@ def encode_tagged(sentences, wordpiece, max_seq_len, *, tag_to_id=None):
 
   Each word is tokenised on its own; a word that gives no pieces (e.g. a control
   character) becomes [UNK], so every word has a first piece. Pieces past
-  max_seq_len - 2 are cut; a word whose first piece is cut is a truncated word.
+  max_seq_len - 2 are cut: a word whose first piece is cut is a truncated word (see
+  predictions_to_words); a word that loses only later pieces keeps its label, since
+  the label is on the first piece.
 
   Args:
     sentences: conll.TaggedSentence list (or anything with `.words` and `.tags`).
@@ -130,7 +132,7 @@ def encode_tagged(sentences, wordpiece, max_seq_len, *, tag_to_id=None):
   offset = 0  # position of the sentence's first word in `words`
   for row, sentence in enumerate(sentences):
     ids = [wordpiece.cls_id]
-    for w, word in enumerate(sentence.words):
+    for w in range(len(sentence.words)):
       word_pieces = pieces[offset + w] or [wordpiece.unk_id]
       if len(ids) - 1 >= room:
         num_truncated_words += len(sentence.words) - w
