@@ -11,6 +11,7 @@ def get_config(arg=None):
   del arg
   config = ml_collections.ConfigDict()
   config.seed = 0
+  config.task = "pretrain"               # what is trained: see prelm_jax/tasks/
 
   config.model = ml_collections.ConfigDict()
   config.model.encoder = "transformer"   # transformer | lstm (the baseline)

@@ -11,9 +11,10 @@ from prelm_jax import checkpointing
 from prelm_jax import library_logs
 from prelm_jax import optim
 from prelm_jax import sharding
-from prelm_jax import train
+from prelm_jax import state as state_lib
+from prelm_jax import tasks
+from prelm_jax import workdir as workdir_lib
 from prelm_jax.data import tokenizer as tokenizer_lib
-from prelm_jax.model import pretraining
 
 MASK = "[MASK]"
 
@@ -54,21 +55,23 @@ def load_run(workdir, step=None):
   """(config, model, params, tokenizer) of a run, restored onto one local device.
 
   Works on a laptop for a run trained on any mesh: orbax restores onto the target
-  shardings given here, a one-device mesh. Prints nothing on success.
+  shardings given here, a one-device mesh, and reads the params alone (not the
+  optimizer state). Prints nothing on success.
   """
-  with open(os.path.join(workdir, "config.json")) as f:
+  with open(os.path.join(workdir, workdir_lib.CONFIG_FILE)) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  tokenizer = tokenizer_lib.load_wordpiece(os.path.join(workdir, "vocab.txt"),
+  tokenizer = tokenizer_lib.load_wordpiece(os.path.join(workdir, workdir_lib.VOCAB_FILE),
                                            config.data.lowercase)
-  model = pretraining.build_model(config.model, tokenizer.vocab_size)
+  task = tasks.get(config)
+  model = task.build_model(tokenizer.vocab_size)
   tx, _ = optim.make_optimizer(config.optim, config.train.num_steps)
   config.mesh.update(data=1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1, dcn_tensor=1)
   mesh = sharding.create_mesh(config.mesh, devices=jax.local_devices()[:1])
-  mngr = checkpointing.manager(os.path.join(workdir, "checkpoints"),
+  mngr = checkpointing.manager(os.path.join(workdir, workdir_lib.CHECKPOINTS_DIR),
                                config.train.keep_checkpoints, read_only=True)
   step = mngr.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
-  abstract, _, _ = train.abstract_state_and_shardings(model, tx, config, mesh)
-  state, _ = checkpointing.restore(mngr, step, abstract)
-  return config, model, state.params, tokenizer
+  abstract, _, _ = state_lib.abstract_state_and_shardings(task, model, tx, mesh)
+  params = checkpointing.restore_params(mngr, step, abstract.params)
+  return config, model, params, tokenizer

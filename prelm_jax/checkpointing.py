@@ -45,3 +45,13 @@ def restore(mngr, step, abstract_state):
       state=ocp.args.StandardRestore(abstract_state),
       meta=ocp.args.JsonRestore()))
   return restored.state, restored.meta
+
+
+def restore_params(mngr, step, abstract_params):
+  """The params alone, onto the shardings `abstract_params` carries: the optimizer
+  state (twice the params' size with Adam) is never read (orbax's partial restore)."""
+  target = {"params": abstract_params}
+  restore_args = jax.tree.map(lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), target)
+  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+      item=target, restore_args=restore_args, partial_restore=True)))
+  return restored.state["params"]

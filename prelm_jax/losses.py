@@ -49,3 +49,8 @@ def nsp_loss(logits, labels, weights):
     dict(loss_sum, correct_sum, weight_sum) of float32 scalars.
   """
   return _weighted_sums(logits, labels, weights)
+
+
+def ratio(num, den):
+  """num / den for host-side sums; 0 when nothing was counted."""
+  return float(num) / max(float(den), 1e-9)

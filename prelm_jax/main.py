@@ -152,21 +152,14 @@ def main(argv):
     sys.exit(preemption.PREEMPTED_EXIT_CODE)
   # Every process computes the summary (fill_mask runs on the global params); one prints it.
   with contextlib.redirect_stdout(sys.stdout if distributed.is_main_process() else io.StringIO()):
-    print_summary(result, _CONFIG.value.train.fill_mask_prompts)
+    print_summary(result)
 
 
-def print_summary(result, prompts):
-  """What a researcher wants after a run: held-out accuracy, predictions, where things are."""
-  from prelm_jax import analysis  # pylint: disable=g-import-not-at-top
-  m = result.final_metrics
-  print(f"\nValidation after {m['step']} steps (held-out pydocs text): "
-        f"MLM accuracy {m['mlm_accuracy']:.4f}, NSP accuracy {m['nsp_accuracy']:.4f}, "
-        f"loss {m['loss']:.4f}")
-  for prompt in prompts:
-    for i, top in enumerate(analysis.fill_mask(result.model, result.state.params,
-                                               result.tokenizer, prompt)):
-      guesses = ", ".join(f"{tok} ({p:.2f})" for tok, p in top)
-      print(f"  {prompt!r} [MASK {i + 1}] -> {guesses}")
+def print_summary(result):
+  """What a researcher wants after a run: the task's results, then where things are."""
+  print()
+  for line in result.task.summary_lines(result):
+    print(line)
   print(f"Checkpoints: {result.workdir}/checkpoints")
   print(f"TensorBoard: tensorboard --logdir {result.workdir}/tensorboard")
   print(f"Metrics:     {result.workdir}/metrics.jsonl, {result.workdir}/final_metrics.json")

@@ -61,20 +61,6 @@ def parse_bytes(text):
   return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
-def abstract_batch(config, batch_sharding):
-  """ShapeDtypeStructs of one global batch, as data/pretrain.py allocates it."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  rows, length = config.train.batch_size, config.data.max_seq_len
-  preds = config.data.max_predictions_per_seq
-  shapes = dict(input_ids=(length,), token_type_ids=(length,), attention_mask=(length,),
-                mlm_positions=(preds,), mlm_ids=(preds,), mlm_weights=(preds,),
-                nsp_labels=(), example_weights=())
-  return {k: jax.ShapeDtypeStruct(
-      (rows,) + s, np.float32 if k.endswith("weights") else np.int32,
-      sharding=batch_sharding) for k, s in shapes.items()}
-
-
 def per_device_bytes(abstract_tree):
   """Bytes one device holds of a tree of sharded ShapeDtypeStructs (the largest shard)."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -87,27 +73,6 @@ def total_bytes(abstract_tree):
   return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(abstract_tree))
 
 
-def analytic_flops(config, num_params):
-  """Training FLOPs per step: 3 x forward (backward = 2 x forward), matmuls only.
-
-  Returns:
-    (6 * N * tokens, the same with BERT's details): the detailed count drops the
-    embedding tables from N (looked up, not multiplied), adds attention's
-    QK^T and AV (4 * L * H per token and layer), and runs the MLM output layer
-    (tied [V, H] plus a dense H x H) only at the P masked positions.
-  """
-  m, d = config.model, config.data
-  rows, length, preds = config.train.batch_size, d.max_seq_len, d.max_predictions_per_seq
-  tokens = rows * length
-  h, layers = m.hidden_size, m.num_layers
-  vocab = -(-d.vocab_size // m.get("vocab_pad_multiple", 1)) * m.get("vocab_pad_multiple", 1)
-  layer_matmul = 4 * h * h + 2 * h * m.mlp_dim  # q, k, v, out; wi, wo
-  forward = (tokens * layers * (2 * layer_matmul + 4 * length * h)
-             + rows * preds * 2 * (h * h + vocab * h)
-             + rows * 2 * (h * h + 2 * h))  # pooler, NSP
-  return 6 * num_params * tokens, 3 * forward
-
-
 def compile_plan(config, num_devices):
   """Compiles the train step on this process's first num_devices devices.
 
@@ -117,17 +82,17 @@ def compile_plan(config, num_devices):
   import time  # pylint: disable=g-import-not-at-top
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  from prelm_jax import optim, sharding, train, validation  # pylint: disable=g-import-not-at-top
-  from prelm_jax.model import pretraining  # pylint: disable=g-import-not-at-top
+  from prelm_jax import optim, sharding, state, tasks, validation  # pylint: disable=g-import-not-at-top
   mesh = sharding.create_mesh(config.mesh, devices=jax.devices()[:num_devices])
   validation.check(config, mesh)
-  model = pretraining.build_model(config.model, config.data.vocab_size)
+  task = tasks.get(config)
+  model = task.build_model(config.data.vocab_size)
   tx, schedule = optim.make_optimizer(config.optim, config.train.num_steps)
   start = time.perf_counter()
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.config_rules(config)):
-    abstract, shardings, _ = train.abstract_state_and_shardings(model, tx, config, mesh)
-    batch = abstract_batch(config, sharding.batch_sharding(mesh))
-    step_fn = train.jit_train_step(config, model, tx, schedule, shardings, mesh)
+    abstract, shardings, _ = state.abstract_state_and_shardings(task, model, tx, mesh)
+    batch = task.abstract_batch(sharding.batch_sharding(mesh))
+    step_fn = state.jit_train_step(task, model, tx, schedule, shardings, mesh)
     lowered = step_fn.lower(abstract, batch)
     compiled = lowered.compile()
   seconds = time.perf_counter() - start
@@ -135,7 +100,7 @@ def compile_plan(config, num_devices):
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(abstract.params))
-  simple, detailed = analytic_flops(config, num_params)
+  simple, detailed = task.analytic_flops(num_params)
   mem = {k: int(getattr(memory, f"{k}_size_in_bytes", 0) or 0)
          for k in ("argument", "output", "alias", "temp", "generated_code")}
   return {

@@ -1,4 +1,4 @@
-"""run(config, workdir): pre-train with MLM + NSP on a device mesh, resuming if possible.
+"""run(config, workdir): train the config's task on a device mesh, resuming if possible.
 
 run() goes through the door before it writes anything: every config value
 (validation.py), the workdir (workdir.py), the corpus and the vocabulary are checked
@@ -6,7 +6,6 @@ first; only then is the workdir created. Between start-up stages it stops on a
 preemption signal (exit 42, nothing to save).
 """
 import dataclasses
-import functools
 import itertools
 import os
 import time
@@ -24,13 +23,12 @@ from prelm_jax import optim
 from prelm_jax import preemption
 from prelm_jax import progress as progress_lib
 from prelm_jax import sharding
-from prelm_jax import validation
+from prelm_jax import state as state_lib
+from prelm_jax import tasks
 from prelm_jax import train_step as step_lib
+from prelm_jax import validation
 from prelm_jax import workdir as workdir_lib
-from prelm_jax.data import corpus
-from prelm_jax.data import pretrain
 from prelm_jax.data import tokenizer as tokenizer_lib
-from prelm_jax.model import pretraining
 
 FINAL_METRICS_FILE = "final_metrics.json"
 
@@ -38,10 +36,11 @@ FINAL_METRICS_FILE = "final_metrics.json"
 @dataclasses.dataclass
 class RunResult:
   final_metrics: dict   # the last evaluation, as in final_metrics.json
-  state: step_lib.TrainState
+  state: state_lib.TrainState
   model: nn.Module
   tokenizer: tokenizer_lib.WordPiece
   workdir: str
+  task: tasks.base.Task
 
 
 def say(message):
@@ -49,106 +48,12 @@ def say(message):
   progress_lib.say(message, enabled=jax.process_index() == 0)
 
 
-def dummy_inputs(data_cfg):
-  ids = jnp.zeros((1, data_cfg.max_seq_len), jnp.int32)
-  positions = jnp.zeros((1, data_cfg.max_predictions_per_seq), jnp.int32)
-  return ids, ids, ids, positions
-
-
-def init_state_boxed(rng, *, model, tx, data_cfg):
-  """The initial TrainState with nn.Partitioned leaves (they carry the logical names)."""
-  params_rng, dropout_rng = jax.random.split(rng)
-  params = model.init(params_rng, *dummy_inputs(data_cfg), deterministic=True)["params"]
-  return step_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                             opt_state=tx.init(params), rng=dropout_rng)
-
-
-def _unbox_abstract(tree):
-  """nn.unbox for shapes only (nn.unbox would add sharding constraints, which need arrays)."""
-  is_box = lambda x: isinstance(x, nn.Partitioned)
-  return jax.tree.map(lambda x: x.value if is_box(x) else x, tree, is_leaf=is_box)
-
-
-def abstract_state_and_shardings(model, tx, config, mesh):
-  """(abstract unboxed state with shardings, state shardings) without allocating anything."""
-  init = functools.partial(init_state_boxed, model=model, tx=tx, data_cfg=config.data)
-  abstract_boxed = jax.eval_shape(init, jax.random.PRNGKey(config.seed))
-  shardings = sharding.logical_shardings(abstract_boxed, mesh,
-                                         sharding.config_rules(config))
-  abstract = checkpointing.abstract_like(_unbox_abstract(abstract_boxed), shardings)
-  return abstract, shardings, init
-
-
-def jit_train_step(config, model, tx, schedule, state_shardings, mesh):
-  """The jitted train step, state donated; `prelm plan` compiles this same function."""
-  return jax.jit(
-      functools.partial(step_lib.train_step, model=model, tx=tx, schedule=schedule,
-                        grad_accum_steps=config.train.grad_accum_steps,
-                        nonfinite_policy=config.train.nonfinite_policy,
-                        debug_nan_at_step=config.train.debug_nan_at_step),
-      in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
-      out_shardings=(state_shardings, None), donate_argnums=0)
-
-
-def create_or_restore_state(model, tx, config, mesh, mngr, vocab_size):
-  """Restore order: the workdir's latest checkpoint, else a fresh sharded init."""
-  abstract, shardings, init = abstract_state_and_shardings(model, tx, config, mesh)
-  latest = checkpoint_guard.restore_step(mngr, config.train.restore_step)
-  if latest is not None:
-    say(f"Resuming from the checkpoint at step {latest} in {mngr.directory}")
-    if 0 <= config.train.restore_step != latest:
-      say(f"(config.train.restore_step={config.train.restore_step} was applied before, see "
-          f"{checkpoint_guard.APPLIED_FILE}; delete that file to go back to it again)")
-    vocab_path = os.path.join(os.path.dirname(str(mngr.directory)), workdir_lib.VOCAB_FILE)
-    state, _ = checkpoint_guard.restore(mngr, latest, abstract, vocab_path, vocab_size)
-    if latest == config.train.restore_step:
-      moved = checkpoint_guard.set_aside_later_checkpoints(mngr, latest)
-      if moved:
-        say(f"Moved the later checkpoints {moved} to "
-            f"{checkpoint_guard.SET_ASIDE_DIR}/ (kept, not deleted)")
-    return state, shardings
-  # Created already sharded: each device materialises only its own shards.
-  state = jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=shardings)(
-      jax.random.PRNGKey(config.seed))
-  return state, shardings
-
-
-def evaluate(eval_fn, params, eval_batches, mesh):
+def evaluate(task, eval_fn, params, eval_batches, mesh):
   totals = None
   for batch in eval_batches:
     sums = eval_fn(params, sharding.global_batch(batch, mesh))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  return step_lib.summarize(jax.device_get(totals))
-
-
-def vocabulary(config, wd, train_texts):
-  """The run's WordPiece: its vocab.txt if that belongs to the run, else a new one.
-
-  Returns:
-    (tokenizer, is_new). A new vocabulary is not written yet: `create_workdir` does,
-    once every check passed.
-
-  Raises:
-    errors.DataError: a vocab.txt that cannot be read.
-    errors.ConfigError: config.data.vocab_size below what the corpus needs.
-  """
-  path = wd.file(workdir_lib.VOCAB_FILE)
-  if workdir_lib.vocab_belongs_to_run(wd, config.to_dict()):
-    fix = ("put the run's own vocab.txt back (its checkpoints were trained with it), or "
-           "start a new --workdir") if wd.has_checkpoints else (
-               "fix it, or delete it to train a new one")
-    return tokenizer_lib.load_wordpiece(path, config.data.lowercase, fix=fix), False
-  wordpiece = tokenizer_lib.train_wordpiece(train_texts, config.data.vocab_size,
-                                            config.data.lowercase)
-  if wordpiece.vocab_size > config.data.vocab_size:
-    # The trainer keeps every character (alone and as a ##continuation) whatever the
-    # requested size, so it silently grows a vocabulary that is too small.
-    raise errors.ConfigError(
-        f"config.data.vocab_size={config.data.vocab_size} is below what this corpus "
-        f"needs: {len(tokenizer_lib.SPECIAL_TOKENS)} special tokens plus every character "
-        f"of its alphabet make {wordpiece.vocab_size}; use "
-        f"--config.data.vocab_size={wordpiece.vocab_size} or more")
-  return wordpiece, True
+  return step_lib.summarize(jax.device_get(totals), task)
 
 
 def create_workdir(wd, config, tokenizer, vocab_is_new):
@@ -160,29 +65,19 @@ def create_workdir(wd, config, tokenizer, vocab_is_new):
       tokenizer.save(wd.file(workdir_lib.VOCAB_FILE))
 
 
-def load_data(config, wd):
-  """Documents, the WordPiece vocabulary and both pipelines; creates the workdir.
+def load_data(task, wd):
+  """The task's inputs, vocabulary and pipelines; creates the workdir once they passed.
 
-  Process 0 reads (and on first use prepares) the corpus, settles the vocabulary and
+  Process 0 reads (and on first use prepares) the data, settles the vocabulary and
   creates the workdir first; the other processes then read what it wrote rather than
   race it for the same paths on a shared filesystem.
   """
-  data_dir = config.data.tfds_data_dir or None
   with distributed.process_zero_first("data and vocab"):
-    train_texts = corpus.load_documents(config.data.dataset, "train", data_dir)
-    eval_texts = corpus.load_documents(config.data.dataset, "validation", data_dir)
-    preemption.stop_if_requested("reading the corpus")
-    tokenizer, is_new = vocabulary(config, wd, train_texts)
-    preemption.stop_if_requested("settling the vocabulary")
-    create_workdir(wd, config, tokenizer, is_new)
-  process = dict(process_index=jax.process_index(), process_count=jax.process_count())
-  train_data = pretrain.PretrainData(
-      config.data, tokenizer, train_texts, batch_size=config.train.batch_size,
-      seed=config.seed, **process)
-  eval_batches = pretrain.eval_batches(
-      config.data, tokenizer, eval_texts, batch_size=config.train.eval_batch_size,
-      seed=config.seed + 1, **process)
-  return tokenizer, train_data, eval_batches
+    prepared = task.prepare_data(wd)
+    preemption.stop_if_requested("reading the data and vocabulary")
+    create_workdir(wd, task.config, prepared.tokenizer, prepared.vocab_is_new)
+  return prepared.tokenizer, task.pipelines(
+      prepared, process_index=jax.process_index(), process_count=jax.process_count())
 
 
 def check_workdir(config, wd, allow_config_change):
@@ -245,16 +140,17 @@ def run(config, workdir, *, allow_config_change=False, stop_at=None, experiment=
 
 
 def _run(config, workdir, allow_config_change, stop_at, experiment):
-  # The door: nothing is written until load_data has checked corpus and vocabulary.
+  # The door: nothing is written until load_data has checked the data and vocabulary.
   mesh = sharding.create_mesh(config.mesh)
   validation.check(config, mesh)
+  task = tasks.get(config)
   wd = workdir_lib.inspect(workdir)
   check_workdir(config, wd, allow_config_change)
   preemption.stop_if_requested("checking the config")
-  tokenizer, train_data, eval_batches = load_data(config, wd)
+  tokenizer, data = load_data(task, wd)
   preemption.stop_if_requested("building the input pipeline")
 
-  model = pretraining.build_model(config.model, tokenizer.vocab_size)
+  model = task.build_model(tokenizer.vocab_size)
   num_steps = config.train.num_steps
   end_step = num_steps if stop_at is None else min(stop_at, num_steps)
   tx, schedule = optim.make_optimizer(config.optim, num_steps)
@@ -264,8 +160,8 @@ def _run(config, workdir, allow_config_change, stop_at, experiment):
   final = None
   try:
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.config_rules(config)):
-      state, state_shardings = create_or_restore_state(model, tx, config, mesh, mngr,
-                                                       tokenizer.vocab_size)
+      state, state_shardings = state_lib.create_or_restore(task, model, tx, mesh, mngr,
+                                                           tokenizer.vocab_size)
       num_params = sum(x.size for x in jax.tree.leaves(state.params))
       say(banner(experiment, num_params, mesh, wd))
       restored = int(jax.device_get(state.step))  # records past it will be rewritten
@@ -274,14 +170,13 @@ def _run(config, workdir, allow_config_change, stop_at, experiment):
         say(notice)
       preemption.stop_if_requested("creating the model state")
       writer.start_at(restored, drop_eval_at_step=restored == num_steps)
-      train_fn = jit_train_step(config, model, tx, schedule, state_shardings, mesh)
-      eval_fn = jax.jit(functools.partial(step_lib.eval_step, model=model),
-                        in_shardings=(state_shardings.params,
-                                      sharding.batch_sharding(mesh)))
-      evaluate_now = lambda params: evaluate(eval_fn, params, eval_batches, mesh)
+      train_fn = state_lib.jit_train_step(task, model, tx, schedule, state_shardings, mesh)
+      eval_fn = state_lib.jit_eval_step(task, model, state_shardings.params, mesh)
+      evaluate_now = lambda params: evaluate(task, eval_fn, params,
+                                             data.eval_sets["eval"], mesh)
       saver = Saver(mngr, wd, config, tokenizer.vocab_size, restored)
 
-      state = train_loop(config, state, train_fn, evaluate_now, train_data, mesh, saver,
+      state = train_loop(task, state, train_fn, evaluate_now, data.train, mesh, saver,
                          writer, end_step, watch=preemption.Watch(mngr))
       saver.save(state, end_step)
       if end_step == num_steps:
@@ -295,7 +190,7 @@ def _run(config, workdir, allow_config_change, stop_at, experiment):
     writer.close()
   if final is not None and jax.process_index() == 0:
     metrics_lib.write_json(wd.file(FINAL_METRICS_FILE), final)
-  return RunResult(final, state, model, tokenizer, wd.path)
+  return RunResult(final, state, model, tokenizer, wd.path, task)
 
 
 class Saver:
@@ -324,7 +219,7 @@ class Saver:
               f"step {self._restored_step} is kept as {kept}")
 
 
-def train_loop(config, state, train_fn, evaluate_now, train_data, mesh, saver, writer,
+def train_loop(task, state, train_fn, evaluate_now, train_data, mesh, saver, writer,
                end_step, watch=None):
   """Steps from state.step to end_step: log every N, evaluate every K, save every M.
 
@@ -334,7 +229,7 @@ def train_loop(config, state, train_fn, evaluate_now, train_data, mesh, saver, w
   a bad state is never saved. `watch` (a preemption.Watch) stops the loop after the
   step a signal arrived in, with a checkpoint: raises preemption.Preempted.
   """
-  mngr = saver.mngr
+  config, mngr = task.config, saver.mngr
   workdir = os.path.dirname(str(mngr.directory))
   tracker = nonfinite.init_tracker()
   check_nonfinite = lambda done: nonfinite.check(
@@ -361,13 +256,12 @@ def train_loop(config, state, train_fn, evaluate_now, train_data, mesh, saver, w
 
     if done % config.train.log_every == 0 or done == end_step:
       check_nonfinite(done)
-      summary = step_lib.summarize(jax.device_get(sums))
+      summary = step_lib.summarize(jax.device_get(sums), task)
       elapsed = time.perf_counter() - window_start
       summary["steps_per_sec"] = window_steps / elapsed
       summary["tokens_per_sec"] = window_steps * tokens_per_step / elapsed
       writer.write(done, "train", summary)
-      progress.set_postfix(loss=f"{summary['loss']:.3f}",
-                           mlm_acc=f"{summary['mlm_accuracy']:.3f}")
+      progress.set_postfix(**{k: f"{summary[k]:.3f}" for k in task.progress_metrics})
       sums, window_start, window_steps = None, time.perf_counter(), 0
     progress.update(1)
     if done % config.train.eval_every == 0 and done != config.train.num_steps:

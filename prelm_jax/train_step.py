@@ -3,9 +3,6 @@
 Metrics leave the step as sums with their weights (see losses.py) so that any number of
 steps, devices or hosts add up before one division at logging time.
 """
-from typing import Any
-
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -13,48 +10,6 @@ import optax
 
 from prelm_jax import losses
 from prelm_jax import nonfinite
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  rng: jax.Array  # base key; each step folds in its step number
-
-
-def model_inputs(batch):
-  return (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-          batch["mlm_positions"])
-
-
-def pretraining_sums(model, params, batch, *, deterministic, rngs=None,
-                     denominators=None):
-  """Runs the model and returns (loss to optimise, dict of metric sums).
-
-  Args:
-    model: the pre-training model.
-    params: its parameters.
-    batch: a dict of arrays (see data/pretrain.py).
-    deterministic: disables dropout when True.
-    rngs: flax rngs ({"dropout": key}) when not deterministic.
-    denominators: (masked positions, examples) of the WHOLE step's batch; a micro-batch
-      divides its sums by these so that the micro-batches' losses (and grads) add up to
-      the big batch's mean. None: this batch's own weight sums.
-
-  Returns:
-    (loss, sums): loss = MLM mean + NSP mean; sums as in losses.py.
-  """
-  mlm_logits, nsp_logits = model.apply(
-      {"params": params}, *model_inputs(batch), deterministic=deterministic, rngs=rngs)
-  mlm = losses.mlm_loss(mlm_logits, batch["mlm_ids"], batch["mlm_weights"])
-  nsp = losses.nsp_loss(nsp_logits, batch["nsp_labels"], batch["example_weights"])
-  mlm_den, nsp_den = denominators or (mlm["weight_sum"], nsp["weight_sum"])
-  loss = (mlm["loss_sum"] / jnp.maximum(mlm_den, 1.0)
-          + nsp["loss_sum"] / jnp.maximum(nsp_den, 1.0))
-  sums = {f"mlm_{k}": v for k, v in mlm.items()}
-  sums.update({f"nsp_{k}": v for k, v in nsp.items()})
-  return loss, sums
 
 
 def split_micro_batches(batch, num_micro):
@@ -79,7 +34,7 @@ def accumulated_grads(loss_fn, params, batch, rng, num_micro):
 
   Args:
     loss_fn: (params, micro_batch, rng) -> (loss, sums); its loss must already be
-      normalised by the whole batch (pretraining_sums' denominators).
+      normalised by the whole batch (the task's denominators).
     params: the parameters to differentiate.
     batch: the step's whole batch.
     rng: dropout key; micro-batch i uses fold_in(rng, i) (the key itself when 1).
@@ -105,9 +60,12 @@ def accumulated_grads(loss_fn, params, batch, rng, num_micro):
   return out
 
 
-def train_step(state, batch, *, model, tx, schedule, nonfinite_policy="stop",
+def train_step(state, batch, *, task, model, tx, schedule, nonfinite_policy="stop",
                grad_accum_steps=1, debug_nan_at_step=-1):
-  """One optimiser step. Jitted once in train.py with the state donated.
+  """One optimiser step of any task. Jitted once (state.jit_train_step), state donated.
+
+  The task supplies the loss and its metric sums (tasks/base.py); everything else here
+  is the same for every task.
 
   With grad_accum_steps = k the batch is split into k micro-batches inside the step
   (lax.scan): activations of only B/k rows are alive at once, and the update equals
@@ -117,12 +75,11 @@ def train_step(state, batch, *, model, tx, schedule, nonfinite_policy="stop",
   `skipped_steps`. debug_nan_at_step=k (>= 1) makes step k's loss NaN: a testing aid.
   """
   dropout_rng = jax.random.fold_in(state.rng, state.step)
-  denominators = (jnp.sum(batch["mlm_weights"].astype(jnp.float32)),
-                  jnp.sum(batch["example_weights"].astype(jnp.float32)))
+  denominators = task.denominators(batch)
 
   def loss_fn(params, micro, rng):
-    loss, sums = pretraining_sums(model, params, micro, deterministic=False,
-                                  rngs={"dropout": rng}, denominators=denominators)
+    loss, sums = task.loss_and_sums(model, params, micro, deterministic=False,
+                                    rngs={"dropout": rng}, denominators=denominators)
     if debug_nan_at_step > 0:  # NaN reaches the gradients too, as a real overflow would
       loss = loss * jnp.where(state.step + 1 == debug_nan_at_step, jnp.nan, 1.0)
     return loss, sums
@@ -151,25 +108,17 @@ def train_step(state, batch, *, model, tx, schedule, nonfinite_policy="stop",
   return new_state, sums
 
 
-def eval_step(params, batch, *, model):
-  _, sums = pretraining_sums(model, params, batch, deterministic=True)
+def eval_step(params, batch, *, task, model):
+  _, sums = task.loss_and_sums(model, params, batch, deterministic=True)
   return sums
 
 
-def summarize(sums):
+def summarize(sums, task):
   """Metric sums (host numpy, possibly added over steps) -> the logged means."""
-  def ratio(num, den):
-    return float(num) / max(float(den), 1e-9)
-  out = {
-      "mlm_loss": ratio(sums["mlm_loss_sum"], sums["mlm_weight_sum"]),
-      "nsp_loss": ratio(sums["nsp_loss_sum"], sums["nsp_weight_sum"]),
-      "mlm_accuracy": ratio(sums["mlm_correct_sum"], sums["mlm_weight_sum"]),
-      "nsp_accuracy": ratio(sums["nsp_correct_sum"], sums["nsp_weight_sum"]),
-  }
-  out["loss"] = out["mlm_loss"] + out["nsp_loss"]
+  out = task.summarize(sums)
   if "num_steps" in sums:
     for name in ("grad_norm", "param_norm", "update_norm", "learning_rate"):
-      out[name] = ratio(sums[f"{name}_sum"], sums["num_steps"])
+      out[name] = losses.ratio(sums[f"{name}_sum"], sums["num_steps"])
   if "skipped_steps" in sums:  # steps whose update was dropped (nonfinite_policy=skip)
     out["skipped_steps"] = float(sums["skipped_steps"])
   return out

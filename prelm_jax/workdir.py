@@ -27,9 +27,11 @@ CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.txt"
 CHECKPOINTS_DIR = "checkpoints"
 # Sections whose change makes a checkpoint mean something else.
-GUARDED_SECTIONS = ("model", "data")
+GUARDED_SECTIONS = ("task", "model", "data")
 # ... except these keys, which only say where things are.
 UNGUARDED_KEYS = ("data.tfds_data_dir",)
+# What a config saved before a key existed meant by leaving it out.
+IMPLIED_WHEN_ABSENT = {"task": "pretrain", "model.vocab_pad_multiple": 1}
 
 
 class WorkdirError(errors.PrelmError):
@@ -123,8 +125,8 @@ def config_differences(saved, new, sections=GUARDED_SECTIONS):
   """['model.hidden_size: 128 -> 256', ...] over `sections` (all of them if None)."""
   def keep(key):
     return (sections is None or key.split(".")[0] in sections) and key not in UNGUARDED_KEYS
-  old = {k: v for k, v in _flatten(saved).items() if keep(k)}
-  cur = {k: v for k, v in _flatten(new).items() if keep(k)}
+  old = {k: v for k, v in {**IMPLIED_WHEN_ABSENT, **_flatten(saved)}.items() if keep(k)}
+  cur = {k: v for k, v in {**IMPLIED_WHEN_ABSENT, **_flatten(new)}.items() if keep(k)}
   missing = "<unset>"
   return [f"{key}: {old.get(key, missing)!r} -> {cur.get(key, missing)!r}"
           for key in sorted(set(old) | set(cur))

@@ -332,5 +332,5 @@ def test_sigterm_before_the_first_step_exits_with_the_preemption_code(pydocs_dat
   proc = subprocess.run([sys.executable, "-c", script] + argv[argv.index("train"):],
                         cwd=REPO, capture_output=True, text=True, timeout=300)
   assert proc.returncode == preemption.PREEMPTED_EXIT_CODE, proc.stderr[-3000:]
-  assert "SIGTERM during start-up (after reading the corpus): nothing to save" in proc.stderr
+  assert "SIGTERM during start-up (after reading the data and vocabulary): nothing to save" in proc.stderr
   assert not complete_steps(tmp_path) and not partial_dirs(tmp_path)

@@ -21,7 +21,8 @@ from prelm_jax import checkpointing
 from prelm_jax import errors
 from prelm_jax import optim
 from prelm_jax import sharding
-from prelm_jax import train
+from prelm_jax import state as state_lib
+from prelm_jax import tasks
 from prelm_jax import validation
 from prelm_jax import train_step as step_lib
 from prelm_jax.model import pretraining
@@ -81,21 +82,19 @@ class Trainer:
   def __init__(self, config, mesh, init=True):
     self.config, self.mesh = config, mesh
     self.rules = sharding.config_rules(config, mesh)
-    self.model = pretraining.build_model(config.model, config.data.vocab_size)
+    self.task = tasks.get(config)
+    self.model = self.task.build_model(config.data.vocab_size)
     self.tx, schedule = optim.make_optimizer(config.optim, config.train.num_steps)
     with self.context():
-      self.abstract, self.shardings, init = train.abstract_state_and_shardings(
-          self.model, self.tx, config, mesh)
+      self.abstract, self.shardings, init = state_lib.abstract_state_and_shardings(
+          self.task, self.model, self.tx, mesh)
       if init:  # a restore target needs only the abstract state
         self.state = jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=self.shardings,
                              compiler_options=FAST_COMPILE)(jax.random.PRNGKey(config.seed))
-      self.step_fn = jax.jit(
-          functools.partial(step_lib.train_step, model=self.model, tx=self.tx,
-                            schedule=schedule,
-                            grad_accum_steps=config.train.grad_accum_steps),
-          in_shardings=(self.shardings, sharding.batch_sharding(mesh)),
-          out_shardings=(self.shardings, None), donate_argnums=0,
-          compiler_options=FAST_COMPILE)
+      # The very function train.run jits (state.jit_train_step), not a copy.
+      self.step_fn = state_lib.jit_train_step(self.task, self.model, self.tx, schedule,
+                                              self.shardings, mesh,
+                                              compiler_options=FAST_COMPILE)
 
   @contextlib.contextmanager
   def context(self):
@@ -108,7 +107,7 @@ class Trainer:
     with self.context():
       for batch in batches:
         self.state, sums = self.step_fn(self.state, sharding.global_batch(batch, self.mesh))
-        self.summaries.append(step_lib.summarize(jax.device_get(sums)))
+        self.summaries.append(step_lib.summarize(jax.device_get(sums), self.task))
     return [summary["loss"] for summary in self.summaries]
 
 
@@ -213,7 +212,7 @@ def test_bfloat16_compute_trains_with_float32_params_and_optimizer_state():
   # The model computes in bfloat16 but hands the losses float32 logits.
   mlm_logits, nsp_logits = trainer.model.apply(
       {"params": jax.device_get(trainer.state.params)},
-      *step_lib.model_inputs(BATCHES[0]), deterministic=True)
+      *trainer.task.model_inputs(BATCHES[0]), deterministic=True)
   assert mlm_logits.dtype == nsp_logits.dtype == jnp.float32
 
 
@@ -222,7 +221,7 @@ def test_scanned_layers_compute_the_unscanned_function():
   plain = pretraining.build_model(config.model, VOCAB)
   config.model.update(scan_layers=True, remat_policy="dots_saveable")
   scanned = pretraining.build_model(config.model, VOCAB)
-  inputs = step_lib.model_inputs(BATCHES[0])
+  inputs = tasks.get(config).model_inputs(BATCHES[0])
   params = nn.unbox(plain.init(jax.random.PRNGKey(0), *inputs)["params"])
   # Same weights, stacked on a leading layers axis: what nn.scan's params look like.
   stacked = dict(params["encoder"])

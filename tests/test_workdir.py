@@ -87,3 +87,6 @@ def test_vocab_of_a_failed_start_with_other_data_settings_is_not_reused(tmp_path
 def test_new_key_counts_as_a_difference():
   new = config(pre_ln=True)
   assert workdir.config_differences(config(), new) == ["model.pre_ln: '<unset>' -> True"]
+  # Keys added since: a saved config without them meant what the code then did.
+  new = dict(config(vocab_pad_multiple=64), task="pretrain")
+  assert workdir.config_differences(config(), new) == ["model.vocab_pad_multiple: 1 -> 64"]

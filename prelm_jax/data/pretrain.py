@@ -81,17 +81,8 @@ class _Examples:
 
   def allocate(self, rows):
     """Zeroed batch arrays for `rows` examples."""
-    length, preds = self.cfg.max_seq_len, self.cfg.max_predictions_per_seq
-    return {
-        "input_ids": np.zeros((rows, length), np.int32),
-        "token_type_ids": np.zeros((rows, length), np.int32),
-        "attention_mask": np.zeros((rows, length), np.int32),
-        "mlm_positions": np.zeros((rows, preds), np.int32),
-        "mlm_ids": np.zeros((rows, preds), np.int32),
-        "mlm_weights": np.zeros((rows, preds), np.float32),
-        "nsp_labels": np.zeros((rows,), np.int32),
-        "example_weights": np.zeros((rows,), np.float32),
-    }
+    return {k: np.zeros((rows,) + shape, dtype)
+            for k, (shape, dtype) in batch_spec(self.cfg).items()}
 
   def write(self, out, row, chunk_index, rng):
     """Builds the example of chunk `chunk_index` with `rng` into row `row` of `out`."""
@@ -117,6 +108,23 @@ class _Examples:
     out["mlm_weights"][row] = weights
     out["nsp_labels"][row] = label
     out["example_weights"][row] = 1.0
+
+
+def batch_spec(data_cfg):
+  """{name: (shape without the batch axis, dtype)} of a pre-training batch.
+
+  input_ids, token_type_ids, attention_mask: [L]; mlm_positions, mlm_ids (original
+  token ids), mlm_weights (1 at real masked positions): [P]; nsp_labels (0 = IsNext,
+  1 = NotNext) and example_weights (0 for padding rows of the last eval batch): [].
+  """
+  length, preds = (data_cfg.max_seq_len,), (data_cfg.max_predictions_per_seq,)
+  return {
+      "input_ids": (length, np.int32), "token_type_ids": (length, np.int32),
+      "attention_mask": (length, np.int32),
+      "mlm_positions": (preds, np.int32), "mlm_ids": (preds, np.int32),
+      "mlm_weights": (preds, np.float32),
+      "nsp_labels": ((), np.int32), "example_weights": ((), np.float32),
+  }
 
 
 def _local_rows(batch_size, process_index, process_count):
@@ -175,10 +183,8 @@ class PretrainData:
       step: the training step (>= 0).
 
     Returns:
-      A dict of numpy arrays with the batch dimension = batch_size/process_count:
-      input_ids, token_type_ids, attention_mask (int32 [B, L]); mlm_positions,
-      mlm_ids (int32 [B, P]), mlm_weights (float32 [B, P]); nsp_labels (int32 [B],
-      0 = IsNext, 1 = NotNext); example_weights (float32 [B], all 1).
+      A dict of numpy arrays as batch_spec describes, with the batch dimension =
+      batch_size/process_count.
     """
     lo, hi = self._rows
     out = self._examples.allocate(hi - lo)

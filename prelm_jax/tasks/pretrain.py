@@ -1,0 +1,130 @@
+"""Pre-training: masked LM + next-sentence prediction on a text corpus (BERT's objective).
+
+The model is BertForPreTraining (encoder, tied MLM head, NSP head); the data are
+masked NSP pairs built on the fly from a TFDS corpus (data/pretrain.py); the loss is
+the MLM mean plus the NSP mean.
+"""
+import jax.numpy as jnp
+
+from prelm_jax import losses
+from prelm_jax.data import corpus
+from prelm_jax.data import pretrain
+from prelm_jax.data import vocabulary
+from prelm_jax.model import pretraining
+from prelm_jax.tasks import base
+
+
+class PretrainTask(base.Task):
+  """MLM + NSP. Metrics: mlm_loss, nsp_loss, mlm_accuracy, nsp_accuracy, loss."""
+
+  name = "pretrain"
+  progress_metrics = ("loss", "mlm_accuracy")
+  best_metric = ("mlm_accuracy", "max")
+
+  def build_model(self, vocab_size):
+    return pretraining.build_model(self.config.model, vocab_size)
+
+  def batch_spec(self):
+    return pretrain.batch_spec(self.config.data)
+
+  def model_inputs(self, batch):
+    return (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+            batch["mlm_positions"])
+
+  def denominators(self, batch):
+    return (jnp.sum(batch["mlm_weights"].astype(jnp.float32)),
+            jnp.sum(batch["example_weights"].astype(jnp.float32)))
+
+  def loss_and_sums(self, model, params, batch, *, deterministic, rngs=None,
+                    denominators=None):
+    """Runs the model; returns (MLM mean + NSP mean, metric sums).
+
+    Args:
+      model: the model build_model made.
+      params: its parameters.
+      batch: a dict of arrays (batch_spec).
+      deterministic: disables dropout when True.
+      rngs: flax rngs ({"dropout": key}) when not deterministic.
+      denominators: (masked positions, examples) of the WHOLE step's batch; a
+        micro-batch divides its sums by these so that the micro-batches' losses (and
+        grads) add up to the big batch's mean. None: this batch's own weight sums.
+    """
+    mlm_logits, nsp_logits = model.apply(
+        {"params": params}, *self.model_inputs(batch), deterministic=deterministic,
+        rngs=rngs)
+    mlm = losses.mlm_loss(mlm_logits, batch["mlm_ids"], batch["mlm_weights"])
+    nsp = losses.nsp_loss(nsp_logits, batch["nsp_labels"], batch["example_weights"])
+    mlm_den, nsp_den = denominators or (mlm["weight_sum"], nsp["weight_sum"])
+    loss = (mlm["loss_sum"] / jnp.maximum(mlm_den, 1.0)
+            + nsp["loss_sum"] / jnp.maximum(nsp_den, 1.0))
+    sums = {f"mlm_{k}": v for k, v in mlm.items()}
+    sums.update({f"nsp_{k}": v for k, v in nsp.items()})
+    return loss, sums
+
+  def summarize(self, sums):
+    ratio = losses.ratio
+    out = {
+        "mlm_loss": ratio(sums["mlm_loss_sum"], sums["mlm_weight_sum"]),
+        "nsp_loss": ratio(sums["nsp_loss_sum"], sums["nsp_weight_sum"]),
+        "mlm_accuracy": ratio(sums["mlm_correct_sum"], sums["mlm_weight_sum"]),
+        "nsp_accuracy": ratio(sums["nsp_correct_sum"], sums["nsp_weight_sum"]),
+    }
+    out["loss"] = out["mlm_loss"] + out["nsp_loss"]
+    return out
+
+  def prepare_data(self, wd):
+    """The corpus (prepared into the TFDS data_dir on first use) and the vocabulary."""
+    data = self.config.data
+    data_dir = data.tfds_data_dir or None
+    texts = {split: corpus.load_documents(data.dataset, split, data_dir)
+             for split in ("train", "validation")}
+    tokenizer, is_new = vocabulary.load_or_train(data, self.config.to_dict(), wd,
+                                                 texts["train"])
+    return base.PreparedData(tokenizer, is_new, texts)
+
+  def pipelines(self, prepared, *, process_index, process_count):
+    config, texts = self.config, prepared.inputs
+    process = dict(process_index=process_index, process_count=process_count)
+    train = pretrain.PretrainData(config.data, prepared.tokenizer, texts["train"],
+                                  batch_size=config.train.batch_size, seed=config.seed,
+                                  **process)
+    eval_batches = pretrain.eval_batches(
+        config.data, prepared.tokenizer, texts["validation"],
+        batch_size=config.train.eval_batch_size, seed=config.seed + 1, **process)
+    return base.Pipelines(train, {"eval": eval_batches})
+
+  def summary_lines(self, result):
+    """Held-out accuracy and the model's guesses for config.train.fill_mask_prompts."""
+    from prelm_jax import analysis  # pylint: disable=g-import-not-at-top
+    m = result.final_metrics
+    lines = [f"Validation after {m['step']} steps (held-out {self.config.data.dataset} "
+             f"text): MLM accuracy {m['mlm_accuracy']:.4f}, NSP accuracy "
+             f"{m['nsp_accuracy']:.4f}, loss {m['loss']:.4f}"]
+    for prompt in self.config.train.fill_mask_prompts:
+      for i, top in enumerate(analysis.fill_mask(result.model, result.state.params,
+                                                 result.tokenizer, prompt)):
+        guesses = ", ".join(f"{tok} ({p:.2f})" for tok, p in top)
+        lines.append(f"  {prompt!r} [MASK {i + 1}] -> {guesses}")
+    return lines
+
+  def analytic_flops(self, num_params):
+    """Training FLOPs per step: 3 x forward (backward = 2 x forward), matmuls only.
+
+    Returns:
+      (6 * N * tokens, the same with BERT's details): the detailed count drops the
+      embedding tables from N (looked up, not multiplied), adds attention's QK^T and
+      AV (4 * L * H per token and layer), and runs the MLM output layer (tied [V, H]
+      plus a dense H x H) only at the P masked positions.
+    """
+    m, d = self.config.model, self.config.data
+    rows, length = self.config.train.batch_size, d.max_seq_len
+    preds = d.max_predictions_per_seq
+    tokens = rows * length
+    h, layers = m.hidden_size, m.num_layers
+    multiple = m.get("vocab_pad_multiple", 1)
+    vocab = -(-d.vocab_size // multiple) * multiple
+    layer_matmul = 4 * h * h + 2 * h * m.mlp_dim  # q, k, v, out; wi, wo
+    forward = (tokens * layers * (2 * layer_matmul + 4 * length * h)
+               + rows * preds * 2 * (h * h + vocab * h)
+               + rows * 2 * (h * h + 2 * h))  # pooler, NSP
+    return 6 * num_params * tokens, 3 * forward
