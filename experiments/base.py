@@ -86,7 +86,7 @@ def get_config(arg=None):
   config.optim.b1 = 0.9
   config.optim.b2 = 0.999
   config.optim.eps = 1e-6
-  config.optim.grad_clip_norm = 1.0
+  config.optim.grad_clip_norm = 1.0       # global-norm clipping; 0: none
 
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1                  # -1: all devices not used by the other axes

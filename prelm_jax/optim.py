@@ -42,9 +42,8 @@ def decay_mask(params):
 def make_optimizer(optim_cfg, num_steps):
   """Returns (optax transformation, learning-rate schedule)."""
   schedule = make_schedule(optim_cfg, num_steps)
-  tx = optax.chain(
-      optax.clip_by_global_norm(optim_cfg.grad_clip_norm),
-      optax.adamw(schedule, b1=optim_cfg.b1, b2=optim_cfg.b2, eps=optim_cfg.eps,
-                  weight_decay=optim_cfg.weight_decay, mask=decay_mask),
-  )
-  return tx, schedule
+  adamw = optax.adamw(schedule, b1=optim_cfg.b1, b2=optim_cfg.b2, eps=optim_cfg.eps,
+                      weight_decay=optim_cfg.weight_decay, mask=decay_mask)
+  if not optim_cfg.grad_clip_norm:  # 0: no clipping (optax would scale grads to 0)
+    return adamw, schedule
+  return optax.chain(optax.clip_by_global_norm(optim_cfg.grad_clip_norm), adamw), schedule

@@ -130,9 +130,8 @@ def check_optim(optim):
     _between(optim, key, 0, 1, prefix=p, high_open=True)
   if not optim.eps > 0:
     _fail(p + "eps", optim.eps, "it must be > 0", "use e.g. --config.optim.eps=1e-6")
-  if not optim.grad_clip_norm > 0:
-    _fail(p + "grad_clip_norm", optim.grad_clip_norm, "it must be > 0",
-          "use e.g. --config.optim.grad_clip_norm=1.0 (BERT's)")
+  _at_least(optim, "grad_clip_norm", 0, prefix=p,
+            fix="use e.g. --config.optim.grad_clip_norm=1.0 (BERT's), or 0 for no clipping")
 
 
 def _sharded_dims(model):

@@ -235,9 +235,11 @@ def test_hand_copied_checkpoint_of_another_model(finished_run, other_model_check
   shutil.copytree(source, workdir)
   shutil.copytree(other_model_checkpoint, workdir / "checkpoints" / "6")
   before = tree_digest(workdir / "checkpoints")
+  longer = config.copy_and_resolve_references()
+  longer.train.num_steps = 8  # past the copied step 6, which the run would resume
   with pytest.raises(checkpoint_guard.CheckpointError,
                      match=r"step 6 .* different model .*start a new --workdir"):
-    train.run(config, str(workdir))
+    train.run(longer, str(workdir))
   assert tree_digest(workdir / "checkpoints") == before
 
 
