@@ -13,12 +13,16 @@ def normalise(text):
   return " ".join(text.split()).lower()
 
 
+def digest(text):
+  """sha256 of the normalised text (not `hash()`, which is salted per process)."""
+  return hashlib.sha256(normalise(text).encode("utf-8")).digest()
+
+
 def split_of(text):
   """Returns "train" or "validation" for a document, stable across runs and machines.
 
-  Uses sha256 of the normalised text (not `hash()`, which is salted per process), so a
-  text and its whitespace/case variants always land in the same split.
+  Uses the digest of the normalised text, so a text and its whitespace/case variants
+  always land in the same split.
   """
-  digest = hashlib.sha256(normalise(text).encode("utf-8")).digest()
-  bucket = int.from_bytes(digest[:8], "big") % 1000
+  bucket = int.from_bytes(digest(text)[:8], "big") % 1000
   return "validation" if bucket < VALIDATION_PER_MILLE else "train"
