@@ -7,6 +7,7 @@ import pytest
 
 from experiments import base
 from prelm_jax import errors
+from prelm_jax import registry
 from prelm_jax import validation
 from prelm_jax.data import corpus
 from prelm_jax.data import plain_text
@@ -314,6 +315,9 @@ def test_real_gutenberg_books(tmp_path):
                 "End of Project Gutenberg", "FULL PROJECT GUTENBERG LICENSE",
                 "Produced by", "\r", "\ufeff"):
     assert frame not in whole, frame
+  config = registry.load("bert_mini_books")  # its paths find the same books
+  validation.check_data(config.data, config.model)
+  assert corpus.builder_kwargs(config.data) == kwargs
   # A Christmas Carol, hard-wrapped at "There is no doubt / whatever about that.":
   assert "MARLEY was dead: to begin with." in sentences
   assert "There is no doubt whatever about that." in sentences
