@@ -1,5 +1,6 @@
 """The text_files corpus: a user's text files -> sentence-per-line documents -> TFDS."""
 import gzip
+import logging
 import os
 import pathlib
 
@@ -186,14 +187,20 @@ def test_files_without_text_are_one_line_error(tmp_path):
   assert "\n" not in str(e.value)
 
 
-def test_bad_utf8_stops_the_build_in_one_line(tmp_path):
+def test_bad_utf8_stops_the_build_in_one_line(tmp_path, caplog):
   many_files(tmp_path, 3)
   write(tmp_path, "doc_bad.txt", b"Fine.\n\xff\xfe")
   kwargs = text_files.builder_kwargs(str(tmp_path / "doc*.txt"), "file")
   with pytest.raises(errors.DataError, match=r"doc_bad.txt: not UTF-8 at byte 6 \(line 2"):
     corpus.load_documents("text_files", "train", str(tmp_path / "tfds"), **kwargs)
   kwargs = text_files.builder_kwargs(str(tmp_path / "doc*.txt"), "file", "replace")
-  assert corpus.load_documents("text_files", "train", str(tmp_path / "tfds"), **kwargs)
+  with caplog.at_level(logging.WARNING):
+    assert corpus.load_documents("text_files", "train", str(tmp_path / "tfds"), **kwargs)
+  assert "2 bad UTF-8 byte sequences in 1 files read as U+FFFD" in caplog.text
+  # The count stays with the prepared data (metadata.json), for a later look.
+  metadata = corpus.tfds.builder("text_files", data_dir=str(tmp_path / "tfds"),
+                                 **kwargs).info.metadata
+  assert metadata["bad_utf8_replaced"] == 2 and metadata["documents"] == 4
 
 
 def test_split_is_by_hash_and_never_leaves_a_split_empty():
