@@ -39,8 +39,18 @@ def get_config(arg=None):
   config.model.vocab_pad_multiple = 64
 
   config.data = ml_collections.ConfigDict()
-  config.data.dataset = "pydocs"         # a TFDS builder name
+  config.data.dataset = "pydocs"         # a TFDS builder name: pydocs | text_files | ...
   config.data.tfds_data_dir = ""         # "" -> TFDS default (~/tensorflow_datasets)
+  # dataset=text_files only (prelm_jax/data/text_files.py): your files, as one glob or
+  # comma-separated globs ("~" expanded, "**" recursive, relative to the working
+  # directory). Any extension is read as UTF-8 text; names ending in .gz are unzipped.
+  config.data.paths = ""
+  # "blank_lines": blank lines end paragraphs, and a file's paragraphs are grouped into
+  # documents of >= 64 sentences; "file": one document per file.
+  config.data.documents = "blank_lines"
+  # Bytes that are not UTF-8: "error" stops, naming the file and byte offset;
+  # "replace" reads each bad sequence as U+FFFD and logs how many there were.
+  config.data.bad_utf8 = "error"
   config.data.vocab_size = 30522
   config.data.lowercase = True
   config.data.max_seq_len = 128

@@ -12,6 +12,8 @@ import jax
 from prelm_jax import errors
 from prelm_jax import nonfinite
 from prelm_jax import sharding
+from prelm_jax.data import plain_text
+from prelm_jax.data import text_sources
 from prelm_jax.model import config as model_config
 
 DECAYS = ("linear", "cosine", "constant")
@@ -78,8 +80,34 @@ def check_model(model):
           "use --config.model.remat_policy=none (or full to save the most memory)")
 
 
+def _check_text_files(data):
+  """config.data.paths/documents/bad_utf8: set only for text_files, and sound there."""
+  p = "data."
+  if data.documents not in plain_text.DOCUMENT_MODES:
+    _fail(p + "documents", data.documents,
+          f"it must be one of {', '.join(plain_text.DOCUMENT_MODES)}",
+          "use --config.data.documents=blank_lines (paragraphs) or file")
+  if data.bad_utf8 not in text_sources.BAD_UTF8_POLICIES:
+    _fail(p + "bad_utf8", data.bad_utf8,
+          f"it must be one of {', '.join(text_sources.BAD_UTF8_POLICIES)}",
+          "use --config.data.bad_utf8=error (stop at the first bad byte) or replace")
+  if data.dataset != "text_files":
+    if data.paths:
+      # Otherwise the run would quietly train on another corpus than the files named.
+      _fail(p + "paths", data.paths, f"config.data.dataset={data.dataset!r} reads no files",
+            "add --config.data.dataset=text_files, or drop --config.data.paths")
+    return
+  if not data.paths.strip():
+    _fail(p + "paths", data.paths, "dataset text_files needs your files",
+          "pass e.g. --config.data.paths='~/books/*.txt' (globs, comma-separated)")
+  if not text_sources.find_files(data.paths):
+    _fail(p + "paths", data.paths, "it matches no file", "check the folder and the "
+          "pattern (relative globs start at the working directory)")
+
+
 def check_data(data, model):
   p = "data."
+  _check_text_files(data)
   _at_least(data, "vocab_size", 6, prefix=p,
             fix="the 5 special tokens need company: use e.g. --config.data.vocab_size=8000")
   if data.max_seq_len < _MIN_SEQ_LEN:

@@ -31,7 +31,9 @@ GUARDED_SECTIONS = ("task", "model", "data")
 # ... except these keys, which only say where things are.
 UNGUARDED_KEYS = ("data.tfds_data_dir",)
 # What a config saved before a key existed meant by leaving it out.
-IMPLIED_WHEN_ABSENT = {"task": "pretrain", "model.vocab_pad_multiple": 1}
+IMPLIED_WHEN_ABSENT = {"task": "pretrain", "model.vocab_pad_multiple": 1,
+                       "data.paths": "", "data.documents": "blank_lines",
+                       "data.bad_utf8": "error"}
 
 
 class WorkdirError(errors.PrelmError):

@@ -12,6 +12,7 @@ import pytest
 
 from prelm_jax.data import corpus
 from prelm_jax.data import pydocs
+from prelm_jax.data import splits
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -39,7 +40,7 @@ def test_collect_documents_is_deterministic_across_processes(documents):
 
 def test_documents_are_distinct_and_substantial(documents):
   sources = [s for s, _ in documents]
-  keys = [pydocs.normalise(t) for _, t in documents]
+  keys = [splits.normalise(t) for _, t in documents]
   assert len(set(sources)) == len(sources)
   assert len(set(keys)) == len(keys)  # deduplicated by normalised text
   assert min(map(len, keys)) >= pydocs.MIN_CHARS
@@ -53,21 +54,21 @@ def test_documents_are_distinct_and_substantial(documents):
 
 
 def test_split_is_stable_disjoint_and_about_two_percent(documents):
-  splits = {"train": set(), "validation": set()}
+  by_split = {"train": set(), "validation": set()}
   for _, text in documents:
-    split = pydocs.split_of(text)
-    assert split == pydocs.split_of("  " + text.upper().replace(" ", "\n"))
-    splits[split].add(pydocs.normalise(text))
-  assert not splits["train"] & splits["validation"]
-  fraction = len(splits["validation"]) / len(documents)
+    split = splits.split_of(text)
+    assert split == splits.split_of("  " + text.upper().replace(" ", "\n"))
+    by_split[split].add(splits.normalise(text))
+  assert not by_split["train"] & by_split["validation"]
+  fraction = len(by_split["validation"]) / len(documents)
   assert 0.01 < fraction < 0.035
 
 
 def test_builder_builds_and_loads_without_tensorflow(pydocs_data_dir, pydocs_texts,
                                                      documents):
   for split, texts in pydocs_texts.items():
-    expected = {pydocs.normalise(t) for _, t in documents if pydocs.split_of(t) == split}
-    assert {pydocs.normalise(t) for t in texts} == expected
+    expected = {splits.normalise(t) for _, t in documents if splits.split_of(t) == split}
+    assert {splits.normalise(t) for t in texts} == expected
     assert corpus.load_documents("pydocs", split, pydocs_data_dir) == texts  # same order
   assert len(pydocs_texts["validation"]) > 50
   files = [p.name for p in pathlib.Path(pydocs_data_dir).rglob("*.array_record*")]

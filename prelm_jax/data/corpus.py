@@ -7,15 +7,34 @@ import tensorflow_datasets as tfds
 
 from prelm_jax import errors
 from prelm_jax import library_logs
-# Importing the module registers the "pydocs" builder with tfds.
+# Importing the modules registers the "pydocs" and "text_files" builders with tfds.
 from prelm_jax.data import pydocs  # pylint: disable=unused-import
+from prelm_jax.data import text_files
 
 
 def _as_str(value):
   return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def load_documents(name, split, data_dir=None):
+def builder_kwargs(data_config):
+  """The builder arguments that config.data gives its dataset ({} for most datasets).
+
+  Args:
+    data_config: config.data.
+
+  Returns:
+    A dict for load_documents(..., **builder_kwargs(config.data)).
+
+  Raises:
+    errors.DataError: text_files with config.data.paths matching no file.
+  """
+  if data_config.dataset != text_files.NAME:
+    return {}
+  return text_files.builder_kwargs(data_config.paths, data_config.documents,
+                                   data_config.bad_utf8)
+
+
+def load_documents(name, split, data_dir=None, **builder_args):
   """Returns the texts of one split of a TFDS dataset with `text`/`source` features.
 
   This is the only place data is built: an unprepared dataset is prepared into
@@ -26,6 +45,8 @@ def load_documents(name, split, data_dir=None):
     name: a registered TFDS builder name, e.g. "pydocs" (or "pydocs/py3.11").
     split: a split name, e.g. "train" or "validation".
     data_dir: the TFDS data directory; None or "" for the TFDS default.
+    **builder_args: the builder's own arguments, e.g. text_files' files (see
+      builder_kwargs() above).
 
   Returns:
     The documents' texts, in a deterministic order.
@@ -34,7 +55,7 @@ def load_documents(name, split, data_dir=None):
     errors.DataError: an unknown dataset, a missing split or one without text.
   """
   try:
-    builder = tfds.builder(name, data_dir=data_dir or None)
+    builder = tfds.builder(name, data_dir=data_dir or None, **builder_args)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise errors.DataError(
         f"Unknown dataset {name!r}: set config.data.dataset to a registered TFDS "

@@ -7,7 +7,6 @@ builder writes ArrayRecord files, read back with `builder.as_data_source()`.
 The text depends on the Python version, hence one BuilderConfig per `major.minor`.
 """
 import contextlib
-import hashlib
 import importlib
 import inspect
 import io
@@ -23,6 +22,8 @@ import warnings
 from etils import epath
 import tensorflow_datasets as tfds
 
+from prelm_jax.data import splits
+
 # Top-level modules never imported: they open windows or browsers, print on import,
 # install hooks (readline/rlcompleter grab the terminal), patch the import system
 # (distutils under setuptools), or are test suites rather than documentation.
@@ -32,23 +33,6 @@ _SKIP_MODULES = frozenset({
     "turtledemo",
 })
 MIN_CHARS = 32          # below this a "document" is a one-liner like "Return self+value."
-VALIDATION_PER_MILLE = 20   # ~2% of distinct documents go to validation
-
-
-def normalise(text):
-  """The key used for de-duplication and the split: whitespace-collapsed, lowercased."""
-  return " ".join(text.split()).lower()
-
-
-def split_of(text):
-  """Returns "train" or "validation" for a document, stable across runs and machines.
-
-  Uses sha256 of the normalised text (not `hash()`, which is salted per process), so a
-  text and its whitespace/case variants always land in the same split.
-  """
-  digest = hashlib.sha256(normalise(text).encode("utf-8")).digest()
-  bucket = int.from_bytes(digest[:8], "big") % 1000
-  return "validation" if bucket < VALIDATION_PER_MILLE else "train"
 
 
 def _quiet_import(name):
@@ -145,7 +129,7 @@ def _collect_here():
   documents = []
   for source, text in _raw_documents():
     text = inspect.cleandoc(text).strip()
-    key = normalise(text)
+    key = splits.normalise(text)
     if len(key) < MIN_CHARS or key in seen:
       continue
     seen.add(key)
@@ -163,7 +147,7 @@ def collect_documents():
 
   Returns:
     A list of (source, text), e.g. ("doc:json.dumps", "Serialize ``obj`` ..."), in a
-    deterministic order; texts are unique after `normalise` and have >= MIN_CHARS
+    deterministic order; texts are unique after `splits.normalise` and have >= MIN_CHARS
     characters. The first source (in walk order) of a repeated text is kept.
   """
   package_root = pathlib.Path(__file__).resolve().parents[2]
@@ -223,7 +207,7 @@ class Pydocs(tfds.core.GeneratorBasedBuilder):
     documents = collect_documents()  # Once, shared by both splits.
     return {
         split: self._generate_examples(
-            [(s, t) for s, t in documents if split_of(t) == split])
+            [(s, t) for s, t in documents if splits.split_of(t) == split])
         for split in ("train", "validation")
     }
 

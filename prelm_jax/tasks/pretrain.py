@@ -76,7 +76,8 @@ class PretrainTask(base.Task):
     """The corpus (prepared into the TFDS data_dir on first use) and the vocabulary."""
     data = self.config.data
     data_dir = data.tfds_data_dir or None
-    texts = {split: corpus.load_documents(data.dataset, split, data_dir)
+    builder_args = corpus.builder_kwargs(data)
+    texts = {split: corpus.load_documents(data.dataset, split, data_dir, **builder_args)
              for split in ("train", "validation")}
     tokenizer, is_new = vocabulary.load_or_train(data, self.config.to_dict(), wd,
                                                  texts["train"])
