@@ -11,7 +11,13 @@ def get_config(arg=None):
   del arg
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.task = "pretrain"               # what is trained: see prelm_jax/tasks/
+  config.task = "pretrain"               # pretrain | classify | tag: see prelm_jax/tasks/
+  # Fine-tuning: a prelm run directory to start from; its encoder architecture and
+  # vocab.txt are adopted, and with init_params its encoder weights (latest checkpoint,
+  # or init_step). "": from scratch, with a vocabulary trained on the training file.
+  config.init_from = ""
+  config.init_step = -1
+  config.init_params = True
 
   config.model = ml_collections.ConfigDict()
   config.model.encoder = "transformer"   # transformer | lstm (the baseline)
@@ -60,9 +66,23 @@ def get_config(arg=None):
   config.data.mask_token_prob = 0.8      # of the selected: -> [MASK]
   config.data.random_token_prob = 0.1    # of the selected: -> random token (rest kept)
   config.data.max_predictions_per_seq = 20
+  # Fine-tuning inputs (tasks/classify.py, tasks/tagging.py).
+  config.data.train_path = ""
+  config.data.dev_path = ""
+  config.data.format = "table"           # table (.tsv/.csv/.jsonl) | conll | conllu
+  config.data.text_columns = ("sentence",)  # one column, or two for a sentence pair
+  config.data.label_column = "label"
+  config.data.labels = ()                # () = the labels seen in the training file
+  config.data.delimiter = ""             # "" = from the extension (tab for .tsv)
+  config.data.regression = False         # classify: a score (MSE) instead of classes
+  config.data.tag_column = ""            # conll: column index ("" = last); conllu: field
+  config.data.tag_scheme = "iob2"        # iob1 (converted to iob2) | iob2 | tags (POS)
 
   config.train = ml_collections.ConfigDict()
   config.train.num_steps = 1000
+  # > 0: the budget in epochs of the training file (fine-tuning); num_steps is then
+  # computed, and the dev set is evaluated after every epoch.
+  config.train.num_epochs = 0.0
   config.train.batch_size = 64
   config.train.log_every = 50
   config.train.eval_every = 500
@@ -90,6 +110,7 @@ def get_config(arg=None):
   config.optim = ml_collections.ConfigDict()
   config.optim.learning_rate = 1e-4
   config.optim.warmup_steps = 100
+  config.optim.warmup_fraction = 0.0     # > 0: warm-up = this fraction of num_steps
   config.optim.decay = "linear"          # linear | cosine | constant
   config.optim.end_learning_rate_fraction = 0.0
   config.optim.weight_decay = 0.01

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
 from prelm_jax import checkpointing
 from prelm_jax import library_logs
@@ -51,18 +52,20 @@ def fill_mask(model, params, tokenizer, text, top_k=5):
 
 
 @library_logs.quiet()  # orbax warns that a read-only manager is read-only
-def load_run(workdir, step=None):
+def load_run(workdir, step=None, *, best=False):
   """(config, model, params, tokenizer) of a run, restored onto one local device.
 
   Works on a laptop for a run trained on any mesh: orbax restores onto the target
   shardings given here, a one-device mesh, and reads the params alone (not the
-  optimizer state). Prints nothing on success.
+  optimizer state). With best=True, a fine-tuned run's best evaluation's params
+  (<workdir>/best) are read when there are any. Prints nothing on success.
   """
   with open(os.path.join(workdir, workdir_lib.CONFIG_FILE)) as f:
     config = ml_collections.ConfigDict(json.load(f))
   tokenizer = tokenizer_lib.load_wordpiece(os.path.join(workdir, workdir_lib.VOCAB_FILE),
                                            config.data.lowercase)
   task = tasks.get(config)
+  task.attach_run(workdir)
   model = task.build_model(tokenizer.vocab_size)
   tx, _ = optim.make_optimizer(config.optim, config.train.num_steps)
   config.mesh.update(data=1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1, dcn_tensor=1)
@@ -73,5 +76,12 @@ def load_run(workdir, step=None):
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
   abstract, _, _ = state_lib.abstract_state_and_shardings(task, model, tx, mesh)
-  params = checkpointing.restore_params(mngr, step, abstract.params)
+  best_dir = os.path.join(workdir, "best")
+  if best and os.path.isdir(best_dir) and os.listdir(best_dir):
+    best_mngr = ocp.CheckpointManager(best_dir, options=ocp.CheckpointManagerOptions(
+        read_only=True))
+    params = best_mngr.restore(best_mngr.latest_step(),
+                               args=ocp.args.StandardRestore(abstract.params))
+  else:
+    params = checkpointing.restore_params(mngr, step, abstract.params)
   return config, model, params, tokenizer

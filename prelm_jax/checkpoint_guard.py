@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 
 import jax
 from jax.experimental import multihost_utils
@@ -78,7 +79,11 @@ def _dotted(keystr):
 
 
 def _short(e):
-  return " ".join(str(e).split())[:200]
+  """The error in one short line, without TensorStore's internal repr (a pybind11 bound
+  method that says nothing to a user)."""
+  text = " ".join(str(e).split())
+  text = re.sub(r"\s*See full TensorStore details: <bound method[^>]*>?.*$", "", text)
+  return text[:200]
 
 
 def check_vocab_size(mngr, step, vocab_size, vocab_path):

@@ -55,3 +55,29 @@ def restore_params(mngr, step, abstract_params):
   restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
       item=target, restore_args=restore_args, partial_restore=True)))
   return restored.state["params"]
+
+
+class BestParams:
+  """Keeps the params of the best evaluation so far in their own directory.
+
+  orbax tracks the metric (best_fn) and keeps only the best step, so a restart goes on
+  comparing against it; the rotating checkpoints/ that resume needs are not touched.
+  """
+
+  def __init__(self, directory, best_metric):
+    name, mode = best_metric
+    self._name = name
+    self._mngr = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+        max_to_keep=1, best_fn=lambda metrics: metrics[name], best_mode=mode,
+        enable_async_checkpointing=False))
+
+  def offer(self, step, params, metrics):
+    """Saves `params` if `metrics` beat the best so far (orbax deletes the worse one)."""
+    if step in self._mngr.all_steps() or self._name not in metrics:
+      return
+    self._mngr.save(step, args=ocp.args.StandardSave(params),
+                    metrics={k: float(v) for k, v in metrics.items()})
+
+  def close(self):
+    self._mngr.wait_until_finished()
+    self._mngr.close()

@@ -42,12 +42,20 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of pr
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
-COMMANDS = ("train", "plan")
+_INPUT = flags.DEFINE_string("input", None, "predict: the file to label (the format the "
+                             "run was trained on).")
+_OUTPUT = flags.DEFINE_string("output", None, "predict: where to write the labelled file.")
+
+COMMANDS = ("train", "predict", "plan")
 
 
 def fail(message):
+  """One line on stderr, exit 2. os._exit: the run has closed its files by now, and
+  orbax's background threads must not print a traceback while Python shuts down."""
   print(f"prelm: error: {message}", file=sys.stderr)
-  sys.exit(2)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(2)
 
 
 def parse_flags(argv):
@@ -112,10 +120,10 @@ def resolve_config(argv):
 
 def main(argv):
   command = argv[1:]
-  if command not in (["train"], ["plan"]):
+  if len(command) != 1 or command[0] not in COMMANDS:
     fail(f"expected one command from {COMMANDS}, got {command or 'none'}; "
          "e.g. prelm train --config bert_tiny_pydocs --workdir runs/tiny (see prelm --help)")
-  if _CONFIG.value is None:
+  if command != ["predict"] and _CONFIG.value is None:
     fail("--config is required, e.g. --config experiments/bert_tiny_pydocs.py")
   if not flags.FLAGS["verbosity"].present:  # -v 0 shows everything
     # WARNING, not ERROR: absl sets it on the root logger, where jax warns about things a
@@ -123,10 +131,14 @@ def main(argv):
     # warnings and INFO reprs are dropped by a filter instead; see library_logs.py.
     logging.set_verbosity(logging.WARNING)
     library_logs.quiet_from_now_on()
-  if command == ["plan"]:  # compile-only: no workdir, no corpus, no distributed set-up
-    preemption.uninstall()  # nothing to save: a signal acts as usual
+  if command != ["train"]:  # nothing to save: a signal acts as usual
+    preemption.uninstall()
     if preemption.requested():
       sys.exit(f"prelm: {preemption.requested()}: stopped")
+  if command == ["predict"]:
+    run_predict()
+    return
+  if command == ["plan"]:  # compile-only: no workdir, no corpus, no distributed set-up
     plan_lib.main(_CONFIG.value, fail)
     return
   from prelm_jax import distributed  # pylint: disable=g-import-not-at-top
@@ -153,6 +165,20 @@ def main(argv):
   # Every process computes the summary (fill_mask runs on the global params); one prints it.
   with contextlib.redirect_stdout(sys.stdout if distributed.is_main_process() else io.StringIO()):
     print_summary(result)
+
+
+def run_predict():
+  """`prelm predict`: a fine-tuned run labels a file."""
+  for flag in (_WORKDIR, _INPUT, _OUTPUT):
+    if not flag.value:
+      fail(f"--{flag.name} is required, e.g. prelm predict --workdir runs/sst2 "
+           "--input new.tsv --output labelled.tsv")
+  from prelm_jax import predict  # pylint: disable=g-import-not-at-top
+  try:
+    count = predict.predict_file(_WORKDIR.value, _INPUT.value, _OUTPUT.value)
+  except errors.PrelmError as e:
+    fail(e)
+  print(f"Labelled {count} examples of {_INPUT.value} -> {_OUTPUT.value}")
 
 
 def print_summary(result):

@@ -11,7 +11,9 @@ def _is_decayed_name(name):
 
 def make_schedule(optim_cfg, num_steps):
   peak = optim_cfg.learning_rate
-  warmup = min(optim_cfg.warmup_steps, num_steps)
+  fraction = optim_cfg.get("warmup_fraction", 0.0)
+  warmup = min(round(fraction * num_steps) if fraction else optim_cfg.warmup_steps,
+               num_steps)
   end = peak * optim_cfg.end_learning_rate_fraction
   decay_steps = max(num_steps - warmup, 1)
   if optim_cfg.decay == "linear":

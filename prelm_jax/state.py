@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from prelm_jax import checkpoint_guard
 from prelm_jax import checkpointing
+from prelm_jax import library_logs
 from prelm_jax import progress
 from prelm_jax import sharding
 from prelm_jax import train_step as step_lib
@@ -103,4 +104,21 @@ def create_or_restore(task, model, tx, mesh, mngr, vocab_size):
   # Created already sharded: each device materialises only its own shards.
   state = jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=shardings)(
       jax.random.PRNGKey(config.seed))
+  if config.get("init_from") and config.get("init_params", True):
+    state = state.replace(params=load_pretrained_encoder(config, state.params, abstract))
   return state, shardings
+
+
+@library_logs.quiet()  # orbax warns that a read-only manager is read-only
+def load_pretrained_encoder(config, params, abstract):
+  """`params` with params['encoder'] read from the config.init_from run, restored onto
+  this run's shardings (whatever mesh it was trained on); the head stays as it is."""
+  from prelm_jax.tasks import finetune  # pylint: disable=g-import-not-at-top
+  step = finetune.init_checkpoint_step(config)
+  mngr = checkpointing.manager(os.path.join(config.init_from, workdir_lib.CHECKPOINTS_DIR),
+                               None, read_only=True)
+  progress.say(f"Encoder from {config.init_from} (step {step}); the head starts fresh",
+               enabled=jax.process_index() == 0)
+  encoder = checkpointing.restore_params(
+      mngr, step, {"encoder": abstract.params["encoder"]})["encoder"]
+  return {**params, "encoder": encoder}

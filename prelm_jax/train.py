@@ -13,6 +13,8 @@ import time
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
+import numpy as np
 from prelm_jax import checkpoint_guard
 from prelm_jax import checkpointing
 from prelm_jax import distributed
@@ -31,6 +33,8 @@ from prelm_jax import workdir as workdir_lib
 from prelm_jax.data import tokenizer as tokenizer_lib
 
 FINAL_METRICS_FILE = "final_metrics.json"
+PREDICTIONS_FILE = "predictions_dev.tsv"  # fine-tuning: the final dev predictions
+BEST_DIR = "best"  # fine-tuning: the params of the best evaluation (task.best_metric)
 
 
 @dataclasses.dataclass
@@ -49,20 +53,39 @@ def say(message):
 
 
 def evaluate(task, eval_fn, params, eval_batches, mesh):
-  totals = None
+  """(metrics, every example's prediction or None) over one eval set."""
+  totals, predictions = None, []
   for batch in eval_batches:
-    sums = eval_fn(params, sharding.global_batch(batch, mesh))
+    sums, preds = eval_fn(params, sharding.global_batch(batch, mesh))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  return step_lib.summarize(jax.device_get(totals), task)
+    if preds is not None:  # the rows of every process, in global order
+      predictions.append(multihost_utils.process_allgather(preds, tiled=True))
+  summary = step_lib.summarize(jax.device_get(totals), task)
+  if not predictions:
+    return summary, None
+  predictions = np.concatenate(predictions)
+  return task.eval_metrics(summary, predictions), predictions
 
 
-def create_workdir(wd, config, tokenizer, vocab_is_new):
-  """The first write of a run: the directory, config.json (new runs) and vocab.txt."""
+def create_workdir(wd, config, prepared):
+  """The first write of a run: the directory, config.json (new runs), vocab.txt and the
+  task's own files (e.g. a label list)."""
   workdir_lib.create(wd)
   if jax.process_index() == 0:
     workdir_lib.save_config_if_new(wd, config.to_dict())
-    if vocab_is_new:
-      tokenizer.save(wd.file(workdir_lib.VOCAB_FILE))
+    if prepared.vocab_is_new:
+      prepared.tokenizer.save(wd.file(workdir_lib.VOCAB_FILE))
+    for name, text in prepared.files.items():
+      if not os.path.exists(wd.file(name)):
+        with open(wd.file(name), "w", encoding="utf-8") as f:
+          f.write(text)
+
+
+def apply_epoch_budget(task, prepared):
+  """A budget in epochs becomes config.train.num_steps, with an evaluation per epoch."""
+  budget = task.num_steps(prepared)
+  if budget is not None:
+    task.config.train.num_steps, task.config.train.eval_every = budget
 
 
 def load_data(task, wd):
@@ -74,8 +97,10 @@ def load_data(task, wd):
   """
   with distributed.process_zero_first("data and vocab"):
     prepared = task.prepare_data(wd)
+    apply_epoch_budget(task, prepared)
+    check_reached_step(task.config, wd)
     preemption.stop_if_requested("reading the data and vocabulary")
-    create_workdir(wd, task.config, prepared.tokenizer, prepared.vocab_is_new)
+    create_workdir(wd, task.config, prepared)
   return prepared.tokenizer, task.pipelines(
       prepared, process_index=jax.process_index(), process_count=jax.process_count())
 
@@ -84,6 +109,10 @@ def check_workdir(config, wd, allow_config_change):
   """Everything about the workdir that can be refused before anything is written."""
   workdir_lib.check_config(wd, config.to_dict(), allow_config_change=allow_config_change)
   checkpoint_guard.check_vocab_present(wd.path)
+  check_reached_step(config, wd)
+
+
+def check_reached_step(config, wd):
   reached = checkpoint_guard.step_to_resume(wd.path, wd.checkpoint_steps,
                                             config.train.restore_step)
   if reached is not None and config.train.num_steps < reached:
@@ -142,8 +171,8 @@ def run(config, workdir, *, allow_config_change=False, stop_at=None, experiment=
 def _run(config, workdir, allow_config_change, stop_at, experiment):
   # The door: nothing is written until load_data has checked the data and vocabulary.
   mesh = sharding.create_mesh(config.mesh)
+  task = tasks.get(config, adopt_init_from=True)
   validation.check(config, mesh)
-  task = tasks.get(config)
   wd = workdir_lib.inspect(workdir)
   check_workdir(config, wd, allow_config_change)
   preemption.stop_if_requested("checking the config")
@@ -157,7 +186,7 @@ def _run(config, workdir, allow_config_change, stop_at, experiment):
   mngr = checkpointing.manager(wd.file(workdir_lib.CHECKPOINTS_DIR),
                                config.train.keep_checkpoints)
   writer = metrics_lib.MetricsWriter(wd.path)
-  final = None
+  final = best = None
   try:
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.config_rules(config)):
       state, state_shardings = state_lib.create_or_restore(task, model, tx, mesh, mngr,
@@ -172,22 +201,35 @@ def _run(config, workdir, allow_config_change, stop_at, experiment):
       writer.start_at(restored, drop_eval_at_step=restored == num_steps)
       train_fn = state_lib.jit_train_step(task, model, tx, schedule, state_shardings, mesh)
       eval_fn = state_lib.jit_eval_step(task, model, state_shardings.params, mesh)
-      evaluate_now = lambda params: evaluate(task, eval_fn, params,
-                                             data.eval_sets["eval"], mesh)
       saver = Saver(mngr, wd, config, tokenizer.vocab_size, restored)
+      best = checkpointing.BestParams(wd.file(BEST_DIR), task.best_metric) if (
+          task.keeps_best) else None
+
+      def evaluate_now(state):
+        """Evaluates, logs, and keeps the params if they are the best so far."""
+        done = int(jax.device_get(state.step))
+        metrics, predictions = evaluate(task, eval_fn, state.params,
+                                        data.eval_sets["eval"], mesh)
+        writer.write(done, "eval", metrics)
+        if best is not None:
+          best.offer(done, state.params, metrics)
+        return metrics, predictions
 
       state = train_loop(task, state, train_fn, evaluate_now, data.train, mesh, saver,
-                         writer, end_step, watch=preemption.Watch(mngr))
+                         end_step, watch=preemption.Watch(mngr), writer=writer)
       saver.save(state, end_step)
       if end_step == num_steps:
-        final_eval = evaluate_now(state.params)
-        writer.write(end_step, "eval", final_eval)
+        final_eval, predictions = evaluate_now(state)
         final = {"step": end_step, "split": "eval", **final_eval}
+        if predictions is not None and jax.process_index() == 0:
+          task.write_predictions(wd.file(PREDICTIONS_FILE), predictions, task.dev)
   finally:
     with checkpoint_guard.explain_save_errors(mngr):
       mngr.wait_until_finished()
     mngr.close()
     writer.close()
+    if best is not None:
+      best.close()
   if final is not None and jax.process_index() == 0:
     metrics_lib.write_json(wd.file(FINAL_METRICS_FILE), final)
   return RunResult(final, state, model, tokenizer, wd.path, task)
@@ -219,8 +261,8 @@ class Saver:
               f"step {self._restored_step} is kept as {kept}")
 
 
-def train_loop(task, state, train_fn, evaluate_now, train_data, mesh, saver, writer,
-               end_step, watch=None):
+def train_loop(task, state, train_fn, evaluate_now, train_data, mesh, saver, end_step,
+               *, writer, watch=None):
   """Steps from state.step to end_step: log every N, evaluate every K, save every M.
 
   The step is compiled before the first batch is trained on, so a preemption signal
@@ -265,7 +307,7 @@ def train_loop(task, state, train_fn, evaluate_now, train_data, mesh, saver, wri
       sums, window_start, window_steps = None, time.perf_counter(), 0
     progress.update(1)
     if done % config.train.eval_every == 0 and done != config.train.num_steps:
-      writer.write(done, "eval", evaluate_now(state.params))
+      evaluate_now(state)
     if done % config.train.checkpoint_every == 0:
       check_nonfinite(done)
       saver.save(state, done)

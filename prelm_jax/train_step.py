@@ -109,8 +109,8 @@ def train_step(state, batch, *, task, model, tx, schedule, nonfinite_policy="sto
 
 
 def eval_step(params, batch, *, task, model):
-  _, sums = task.loss_and_sums(model, params, batch, deterministic=True)
-  return sums
+  """(metric sums, per-example predictions or None): see Task.eval_outputs."""
+  return task.eval_outputs(model, params, batch)
 
 
 def summarize(sums, task):

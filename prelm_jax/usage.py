@@ -16,12 +16,16 @@ HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
 # enum flag's placeholder is its values, a boolean flag has none.
 COMMANDS = {
     "train": (
-        "pre-train an experiment into a workdir; the same command resumes it",
+        "train an experiment (pre-training or fine-tuning) into a workdir; the same command resumes it",
         (("config", "NAME|PATH"), ("workdir", "DIR"), ("allow_config_change", None),
          ("distributed", None), ("coordinator_address", "HOST:PORT"),
          ("num_processes", "N"), ("process_id", "I")),
         "prelm train --config bert_tiny_pydocs --workdir runs/tiny "
         "--config.train.num_steps=2000"),
+    "predict": (
+        "label a file with a fine-tuned run (its best evaluation's params)",
+        (("workdir", "DIR"), ("input", "FILE"), ("output", "FILE")),
+        "prelm predict --workdir runs/sst2 --input new.tsv --output labelled.tsv"),
     "plan": (
         "compile the train step for a mesh; report memory and FLOPs per device",
         (("config", "NAME|PATH"), ("mesh", "AXIS=N,..."), ("devices", "N"),
@@ -54,7 +58,7 @@ def text(args, flag_values):
   named = [arg for arg in args if arg in COMMANDS][:1] or list(COMMANDS)
   lines = ["usage: prelm <command> --config NAME|PATH [flags] [--config.a.b=value ...]",
            "", "commands:"]
-  lines += [f"  {name:<6} {summary}" for name, (summary, _, _) in COMMANDS.items()]
+  lines += [f"  {name:<8} {summary}" for name, (summary, _, _) in COMMANDS.items()]
   for name in named:
     lines += ["", f"prelm {name} flags:"] + _flag_lines(name, flag_values)
     lines += ["  example:", f"    {COMMANDS[name][2]}"]

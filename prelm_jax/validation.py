@@ -130,12 +130,31 @@ def check_data(data, model):
         "so they sum to <= 1, e.g. BERT's 0.8 and 0.1")
 
 
+FORMATS = ("table", "conll", "conllu")
+
+
+def check_finetune_data(config):
+  """The fine-tuning inputs (the task validates what only it knows, e.g. the scheme)."""
+  data = config.data
+  if data.format not in FORMATS:
+    _fail("data.format", data.format, f"it must be one of {', '.join(FORMATS)}",
+          "use table (.tsv/.csv/.jsonl), conll or conllu")
+  if config.get("task") == "classify" and len(data.text_columns) not in (1, 2):
+    _fail("data.text_columns", tuple(data.text_columns), "it must name 1 or 2 columns",
+          "pass e.g. --config.data.text_columns='(\"sentence1\", \"sentence2\")'")
+  if config.init_step < -1:
+    _fail("init_step", config.init_step, "it must be >= -1",
+          "use -1 (the latest checkpoint of init_from) or one of its steps")
+
+
 def check_train(train):
   p = "train."
   for key in ("num_steps", "batch_size", "eval_batch_size", "log_every", "eval_every",
               "checkpoint_every", "keep_checkpoints", "grad_accum_steps",
               "max_consecutive_skips"):
     _at_least(train, key, 1, prefix=p)
+  _at_least(train, "num_epochs", 0, prefix=p,
+            fix="use 0 to count the budget in train.num_steps, or a number of epochs")
   _at_least(train, "restore_step", -1, prefix=p,
             fix="use -1 (the latest checkpoint) or a saved step")
   if train.nonfinite_policy not in nonfinite.POLICIES:
@@ -149,6 +168,7 @@ def check_optim(optim):
     _fail(p + "learning_rate", optim.learning_rate, "it must be > 0",
           "pass a positive rate, e.g. --config.optim.learning_rate=1e-4")
   _at_least(optim, "warmup_steps", 0, prefix=p)
+  _between(optim, "warmup_fraction", 0, 1, prefix=p, high_open=True)
   if optim.decay not in DECAYS:
     _fail(p + "decay", optim.decay, f"it must be one of {', '.join(DECAYS)}",
           "use --config.optim.decay=linear (BERT's)")
@@ -217,4 +237,6 @@ def check(config, mesh):
   check_data(config.data, config.model)
   check_train(config.train)
   check_optim(config.optim)
+  if config.get("task", "pretrain") != "pretrain":
+    check_finetune_data(config)
   check_mesh(config, mesh)

@@ -15,6 +15,7 @@ So a run that fails at the door leaves the filesystem as it was, and a failed fi
 start (no checkpoints) never blocks the corrected command.
 """
 import dataclasses
+import functools
 import json
 import os
 import socket
@@ -30,10 +31,9 @@ CHECKPOINTS_DIR = "checkpoints"
 GUARDED_SECTIONS = ("task", "model", "data")
 # ... except these keys, which only say where things are.
 UNGUARDED_KEYS = ("data.tfds_data_dir",)
-# What a config saved before a key existed meant by leaving it out.
-IMPLIED_WHEN_ABSENT = {"task": "pretrain", "model.vocab_pad_multiple": 1,
-                       "data.paths": "", "data.documents": "blank_lines",
-                       "data.bad_utf8": "error"}
+# What a config saved before a key existed meant by leaving it out, where that is not
+# the key's default in experiments/base.py (a missing key otherwise means the default).
+IMPLIED_WHEN_ABSENT = {"model.vocab_pad_multiple": 1}
 
 
 class WorkdirError(errors.PrelmError):
@@ -127,12 +127,19 @@ def config_differences(saved, new, sections=GUARDED_SECTIONS):
   """['model.hidden_size: 128 -> 256', ...] over `sections` (all of them if None)."""
   def keep(key):
     return (sections is None or key.split(".")[0] in sections) and key not in UNGUARDED_KEYS
-  old = {k: v for k, v in {**IMPLIED_WHEN_ABSENT, **_flatten(saved)}.items() if keep(k)}
-  cur = {k: v for k, v in {**IMPLIED_WHEN_ABSENT, **_flatten(new)}.items() if keep(k)}
+  implied = {**_base_defaults(), **IMPLIED_WHEN_ABSENT}
+  old = {k: v for k, v in {**implied, **_flatten(saved)}.items() if keep(k)}
+  cur = {k: v for k, v in {**implied, **_flatten(new)}.items() if keep(k)}
   missing = "<unset>"
   return [f"{key}: {old.get(key, missing)!r} -> {cur.get(key, missing)!r}"
           for key in sorted(set(old) | set(cur))
           if old.get(key, missing) != cur.get(key, missing)]
+
+
+@functools.cache
+def _base_defaults():
+  from prelm_jax import registry  # pylint: disable=g-import-not-at-top
+  return _flatten(_json_roundtrip(registry.load("base").to_dict()))
 
 
 def check_config(wd, config_dict, *, allow_config_change=False):

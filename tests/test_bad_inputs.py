@@ -86,6 +86,7 @@ def _vocab_lines(w, n):
 def assert_one_line_exit_2(proc, message):
   assert proc.returncode == 2, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert "<bound method" not in proc.stderr  # no library internals in a message
   errors = [l for l in proc.stderr.splitlines() if l.startswith("prelm: error:")]
   assert len(errors) == 1, proc.stderr[-3000:]
   assert re.search(message, errors[0]), errors[0]

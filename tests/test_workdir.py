@@ -84,9 +84,11 @@ def test_vocab_of_a_failed_start_with_other_data_settings_is_not_reused(tmp_path
   assert workdir.vocab_belongs_to_run(workdir.inspect(str(tmp_path)), other)  # trained with
 
 
-def test_new_key_counts_as_a_difference():
-  new = config(pre_ln=True)
-  assert workdir.config_differences(config(), new) == ["model.pre_ln: '<unset>' -> True"]
-  # Keys added since: a saved config without them meant what the code then did.
+def test_missing_key_means_its_default():
+  # A config saved before a key existed meant base.py's default by leaving it out...
+  assert workdir.config_differences(config(), config(pre_ln=True)) == [
+      "model.pre_ln: False -> True"]
+  assert workdir.config_differences(config(), config(pre_ln=False)) == []
+  # ...or what the code did then, where that differs from today's default.
   new = dict(config(vocab_pad_multiple=64), task="pretrain")
   assert workdir.config_differences(config(), new) == ["model.vocab_pad_multiple: 1 -> 64"]

@@ -127,7 +127,7 @@ def batch_spec(data_cfg):
   }
 
 
-def _local_rows(batch_size, process_index, process_count):
+def local_rows(batch_size, process_index, process_count):
   """This process's slice [lo, hi) of the global batch."""
   if batch_size % process_count:
     raise ValueError(f"batch_size={batch_size} is not divisible by "
@@ -158,7 +158,7 @@ class PretrainData:
       process_index, process_count: which rows of each global batch this
         process produces (jax.process_index(), jax.process_count()).
     """
-    self._rows = _local_rows(batch_size, process_index, process_count)
+    self._rows = local_rows(batch_size, process_index, process_count)
     self._examples = _Examples(data_cfg, tokenizer, texts, seed=seed, what="training")
     self.batch_size = batch_size
     self.seed = seed
@@ -233,7 +233,7 @@ def eval_batches(data_cfg, tokenizer, texts, *, batch_size, seed, process_index=
     A list of batch dicts (keys as PretrainData.batch), this process's rows of each
     global batch; every process gets the same number of batches.
   """
-  lo, hi = _local_rows(batch_size, process_index, process_count)
+  lo, hi = local_rows(batch_size, process_index, process_count)
   examples = _Examples(data_cfg, tokenizer, texts, seed=seed, what="validation")
   num = len(examples.chunks)
   batches = []

@@ -30,6 +30,7 @@ class PreparedData:
   tokenizer: Any
   vocab_is_new: bool  # a new vocabulary, to be written with the workdir
   inputs: Any         # task-specific: texts, records, ...
+  files: dict = dataclasses.field(default_factory=dict)  # name -> text, for the workdir
 
 
 @dataclasses.dataclass
@@ -44,6 +45,7 @@ class Task:
   name = None
   progress_metrics = ("loss",)
   best_metric = ("loss", "min")
+  keeps_best = False  # keep the params of the best evaluation in <workdir>/best
 
   def __init__(self, config):
     self.config = config
@@ -83,6 +85,24 @@ class Task:
 
   def pipelines(self, prepared, *, process_index, process_count):
     raise NotImplementedError
+
+  def attach_run(self, workdir):
+    """Reads what a finished run keeps beside its checkpoints (e.g. a label list)."""
+
+  def num_steps(self, prepared):
+    """(steps, steps per epoch) when the budget is in epochs; None: train.num_steps."""
+    return None
+
+  def eval_outputs(self, model, params, batch):
+    """(metric sums, per-example predictions or None) of an eval batch."""
+    return self.loss_and_sums(model, params, batch, deterministic=True)[1], None
+
+  def eval_metrics(self, summary, predictions):
+    """The eval summary plus metrics that need every prediction (fine-tuning)."""
+    return summary
+
+  def write_predictions(self, path, predictions, dev):
+    """Writes the dev predictions for a person to read (fine-tuning)."""
 
   def summary_lines(self, result):
     return []

@@ -1,0 +1,13 @@
+"""CoNLL-2003 English NER: BIO tagging (original IOB1 files converted to IOB2); entity F1.
+
+  prelm train --config conll2003_ner --workdir runs/ner \
+      --config.init_from=runs/bert_mini_books \
+      --config.data.train_path=../shared/data/conll2003/eng.train \
+      --config.data.dev_path=../shared/data/conll2003/eng.testa
+"""
+from experiments import _finetune
+
+
+def get_config(arg=None):
+  del arg
+  return _finetune.get_config("tag", format="conll", tag_column="-1", tag_scheme="iob1")

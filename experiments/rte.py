@@ -1,0 +1,13 @@
+"""RTE (GLUE): sentence-pair entailment, [CLS] A [SEP] B [SEP]; accuracy.
+
+  prelm train --config rte --workdir runs/rte --config.init_from=runs/bert_mini_books \
+      --config.data.train_path=../shared/data/rte/train.tsv \
+      --config.data.dev_path=../shared/data/rte/dev.tsv
+"""
+from experiments import _finetune
+
+
+def get_config(arg=None):
+  del arg
+  return _finetune.get_config("classify", text_columns=("sentence1", "sentence2"),
+                              label_column="label")

@@ -1,0 +1,13 @@
+"""STS-B (GLUE): sentence-pair similarity as a regression (MSE); Pearson, Spearman.
+
+  prelm train --config stsb --workdir runs/stsb --config.init_from=runs/bert_mini_books \
+      --config.data.train_path=../shared/data/stsb/train.tsv \
+      --config.data.dev_path=../shared/data/stsb/dev.tsv
+"""
+from experiments import _finetune
+
+
+def get_config(arg=None):
+  del arg
+  return _finetune.get_config("classify", text_columns=("sentence1", "sentence2"),
+                              label_column="score", regression=True)

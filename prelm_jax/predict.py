@@ -1,0 +1,38 @@
+"""`prelm predict --workdir RUN --input FILE --output FILE`: a fine-tuned run labels a
+file of the format it was trained on (its best evaluation's params when it kept them).
+
+The output is the same table as the run's predictions_dev.tsv: one line per example
+(classification) or per word (tagging), with the predicted label last.
+"""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from prelm_jax import analysis
+from prelm_jax import errors
+from prelm_jax import tasks
+from prelm_jax.data import array_batches
+from prelm_jax.tasks import finetune
+
+
+def predict_file(workdir, input_path, output_path, *, batch_size=64):
+  """Labels `input_path` into `output_path`; returns the number of examples."""
+  config = ml_collections.ConfigDict(finetune.read_run_config(workdir, flag="--workdir"))
+  task = tasks.get(config)
+  if not isinstance(task, finetune.FinetuneTask):
+    raise errors.ConfigError(
+        f"--workdir {workdir} is a {task.name!r} run; prelm predict needs a fine-tuned "
+        "one (task classify or tag): pass the --workdir of such a run")
+  task.attach_run(workdir)
+  _, model, params, tokenizer = analysis.load_run(workdir, best=True)
+  records = task.read_unlabelled(input_path)
+  arrays = task.encode_unlabelled(records, tokenizer)
+  spec = task.batch_spec()
+  device = {k: v for k, v in arrays.items() if k in spec}
+  predict = jax.jit(lambda p, b: task.predict(model, p, b))
+  predictions = np.concatenate([
+      np.asarray(predict(params, {k: jnp.asarray(v) for k, v in batch.items()}))
+      for batch in array_batches.eval_batches(device, batch_size=batch_size)])
+  task.write_predictions(output_path, predictions[:len(records)], (records, arrays))
+  return len(records)

@@ -1,0 +1,146 @@
+"""Sequence classification: one sentence (SST-2) or a pair (RTE, MRPC:
+[CLS] A [SEP] B [SEP] with token types 0 and 1), or regression (STS-B: a score).
+
+Input: a TSV/CSV/JSONL file with the columns config.data.text_columns (one or two)
+and config.data.label_column. Model: the encoder's pooled [CLS] -> dropout -> dense.
+Loss: cross-entropy (MSE for regression). Dev metrics: accuracy, f1, mcc (pearson,
+spearman, mse for regression), from every prediction with scikit-learn / scipy.
+"""
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from prelm_jax import finetune_metrics
+from prelm_jax import losses
+from prelm_jax.data import finetune_encode
+from prelm_jax.data import finetune_labels
+from prelm_jax.data import finetune_tables
+from prelm_jax.model import finetuning
+from prelm_jax.model.config import EncoderConfig
+from prelm_jax.tasks import finetune
+
+
+class ClassifyTask(finetune.FinetuneTask):
+  """config.task = "classify"; config.data.regression = True for a score."""
+
+  name = "classify"
+
+  def __init__(self, config):
+    super().__init__(config)
+    self.regression = bool(config.data.regression)
+    kind = "pair" if len(config.data.text_columns) == 2 else "single"
+    finetune_tables.check_text_columns(kind, tuple(config.data.text_columns))
+    self.labels = list(config.data.labels)
+    self.best_metric = ("pearson", "max") if self.regression else ("accuracy", "max")
+    self.reported_metrics = (("pearson", "spearman", "mse") if self.regression
+                             else ("accuracy", "f1", "mcc"))
+    self.progress_metrics = ("loss",) if self.regression else ("loss", "accuracy")
+
+  # --- data -------------------------------------------------------------------------------
+  def read(self, path):
+    data = self.config.data
+    return finetune_tables.read_table(
+        path, text_columns=tuple(data.text_columns), label_column=data.label_column,
+        delimiter=data.delimiter or None, regression=self.regression)
+
+  def read_unlabelled(self, path):
+    data = self.config.data
+    return finetune_tables.read_table(path, text_columns=tuple(data.text_columns),
+                                      label_column=None, delimiter=data.delimiter or None)
+
+  def encode_unlabelled(self, records, tokenizer):
+    return finetune_encode.encode_examples(records, tokenizer,
+                                           self.config.data.max_seq_len)[0]
+
+  def predict(self, model, params, batch):
+    logits = model.apply({"params": params}, *self.model_inputs(batch), deterministic=True)
+    return logits[:, 0] if self.regression else jnp.argmax(logits, -1)
+
+  def label_list(self, train, dev):
+    if self.regression:
+      return []
+    labels = finetune_labels.label_vocabulary(train, path=self.config.data.train_path,
+                                              configured=self.labels or None)
+    finetune_labels.check_known_labels(dev, labels, path=self.config.data.dev_path)
+    return labels
+
+  def texts_of(self, records):
+    return [" ".join(r.texts) for r in records]
+
+  def encode(self, records, tokenizer):
+    label_to_id = None if self.regression else {l: i for i, l in enumerate(self.labels)}
+    return finetune_encode.encode_examples(records, tokenizer, self.config.data.max_seq_len,
+                                           label_to_id=label_to_id)
+
+  def batch_spec(self):
+    length = (self.config.data.max_seq_len,)
+    return {"input_ids": (length, np.int32), "token_type_ids": (length, np.int32),
+            "attention_mask": (length, np.int32),
+            "labels": ((), np.float32 if self.regression else np.int32),
+            "example_weights": ((), np.float32)}
+
+  # --- model and loss -----------------------------------------------------------------------
+  def build_model(self, vocab_size):
+    outputs = 1 if self.regression else max(len(self.labels), 2)
+    return finetuning.BertForSequenceClassification(
+        EncoderConfig.from_config(self.config.model, vocab_size), outputs)
+
+  def model_inputs(self, batch):
+    return batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
+
+  def denominators(self, batch):
+    return jnp.sum(batch["example_weights"].astype(jnp.float32))
+
+  def _sums(self, logits, batch):
+    weights = batch["example_weights"].astype(jnp.float32)
+    if self.regression:
+      error = (logits[:, 0] - batch["labels"].astype(jnp.float32)) ** 2
+      return {"loss_sum": jnp.sum(error * weights), "correct_sum": jnp.zeros(()),
+              "weight_sum": jnp.sum(weights)}
+    labels = jnp.where(weights > 0, batch["labels"], 0)
+    xent = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return {"loss_sum": jnp.sum(xent * weights),
+            "correct_sum": jnp.sum((jnp.argmax(logits, -1) == labels) * weights),
+            "weight_sum": jnp.sum(weights)}
+
+  def loss_and_sums(self, model, params, batch, *, deterministic, rngs=None,
+                    denominators=None):
+    logits = model.apply({"params": params}, *self.model_inputs(batch),
+                         deterministic=deterministic, rngs=rngs)
+    sums = self._sums(logits, batch)
+    den = sums["weight_sum"] if denominators is None else denominators
+    return sums["loss_sum"] / jnp.maximum(den, 1.0), sums
+
+  def eval_outputs(self, model, params, batch):
+    logits = model.apply({"params": params}, *self.model_inputs(batch),
+                         deterministic=True)
+    preds = logits[:, 0] if self.regression else jnp.argmax(logits, -1)
+    return self._sums(logits, batch), preds
+
+  def summarize(self, sums):
+    loss = losses.ratio(sums["loss_sum"], sums["weight_sum"])
+    if self.regression:
+      return {"loss": loss, "mse": loss}
+    return {"loss": loss, "accuracy": losses.ratio(sums["correct_sum"], sums["weight_sum"])}
+
+  def analytic_flops(self, num_params):
+    rows, length = self.config.train.batch_size, self.config.data.max_seq_len
+    return 6 * num_params * rows * length, 6 * num_params * rows * length
+
+  # --- evaluation ----------------------------------------------------------------------------
+  def host_metrics(self, predictions, dev):
+    records, arrays = dev
+    if self.regression:
+      return finetune_metrics.regression_metrics(arrays["labels"], predictions)
+    return finetune_metrics.classification_metrics(arrays["labels"], predictions,
+                                                   num_labels=len(self.labels))
+
+  def write_predictions(self, path, predictions, dev):
+    records, _ = dev
+    with open(path, "w", encoding="utf-8") as f:
+      f.write("line\t" + "\t".join(self.config.data.text_columns) + "\tlabel\tpredicted\n")
+      for record, pred in zip(records, predictions):
+        shown = f"{float(pred):.4f}" if self.regression else self.labels[int(pred)]
+        texts = "\t".join(t.replace("\t", " ") for t in record.texts)
+        gold = "" if record.label is None else record.label
+        f.write(f"{record.line}\t{texts}\t{gold}\t{shown}\n")

@@ -1,0 +1,181 @@
+"""What every fine-tuning task shares: starting from a pre-trained run, reading the
+train/dev files, the vocabulary, budgets in epochs, and evaluation on every dev
+prediction (metrics such as F1 or Spearman need them all, so the eval step returns
+per-example predictions that are gathered on the host).
+
+Starting point (config.init_from):
+  a prelm run directory: its encoder architecture (config.json's model section) and its
+    vocab.txt are adopted; with config.init_params (default) its encoder weights too,
+    from its latest checkpoint or config.init_step. The head starts fresh.
+  "": from scratch; the vocabulary is trained on the training file.
+"""
+import json
+import math
+import os
+
+from prelm_jax import errors
+from prelm_jax import workdir as workdir_lib
+from prelm_jax.data import array_batches
+from prelm_jax.data import tokenizer as tokenizer_lib
+from prelm_jax.data import vocabulary
+from prelm_jax.tasks import base
+
+LABELS_FILE = "labels.txt"  # the label list, one per line: a label's line is its id
+
+# config.model keys that define the encoder's weights: taken from the init_from run.
+ARCHITECTURE_KEYS = ("encoder", "num_layers", "hidden_size", "num_heads", "mlp_dim",
+                     "max_position_embeddings", "type_vocab_size", "pre_ln",
+                     "layer_norm_eps", "scan_layers", "vocab_pad_multiple")
+
+
+def read_run_config(run_dir, flag="config.init_from"):
+  """config.json of a prelm run directory, or a one-line error naming `flag`."""
+  path = os.path.join(run_dir, workdir_lib.CONFIG_FILE)
+  if not os.path.isdir(run_dir) or not os.path.exists(path):
+    raise errors.ConfigError(
+        f"{flag}={run_dir!r} is not a prelm run (no {workdir_lib.CONFIG_FILE} there); pass "
+        "the --workdir of a finished `prelm train`, or \"\" to train from scratch")
+  with open(path) as f:
+    return json.load(f)
+
+
+def init_checkpoint_step(config):
+  """The init_from run's checkpoint to load: config.init_step, or its latest."""
+  run = config.init_from
+  steps = sorted(int(n) for n in os.listdir(os.path.join(run, workdir_lib.CHECKPOINTS_DIR))
+                 if n.isdigit()) if os.path.isdir(
+                     os.path.join(run, workdir_lib.CHECKPOINTS_DIR)) else []
+  if not steps:
+    raise errors.ConfigError(f"config.init_from={run!r} has no checkpoint; train it first "
+                             "(or pass another run)")
+  if config.init_step >= 0 and config.init_step not in steps:
+    raise errors.ConfigError(f"config.init_step={config.init_step} is not a checkpoint of "
+                             f"{run} (it has {steps}); pick one of those, or -1 for the latest")
+  return config.init_step if config.init_step >= 0 else steps[-1]
+
+
+def adopt_pretrained_architecture(config, defaults):
+  """Copies the encoder's architecture and lowercase setting from config.init_from.
+
+  A value the user set (one that differs from `defaults`, the base experiment) and
+  that differs from the run's is a conflict: refused in one line.
+  """
+  if not config.init_from:
+    return
+  saved = read_run_config(config.init_from)
+  if config.init_params:
+    init_checkpoint_step(config)  # fails early when there is nothing to load
+  wanted = {f"model.{k}": saved.get("model", {}).get(k, config.model.get(k))
+            for k in ARCHITECTURE_KEYS}
+  wanted["data.lowercase"] = saved.get("data", {}).get("lowercase", config.data.lowercase)
+  for key, value in wanted.items():
+    section, name = key.split(".")
+    current, default = config[section][name], defaults[section][name]
+    if current != value and current != default:
+      raise errors.ConfigError(
+          f"config.{key}={current!r} conflicts with the pre-trained run's {value!r} "
+          f"({config.init_from}/{workdir_lib.CONFIG_FILE}); drop --config.{key}, or "
+          "start from another run")
+    config[section][name] = value
+
+
+class FinetuneTask(base.Task):
+  """Base of ClassifyTask and TagTask; subclasses read, encode, score and write."""
+
+  progress_metrics = ("loss",)
+  keeps_best = True
+
+  # --- for subclasses -----------------------------------------------------------------
+  def read(self, path):
+    raise NotImplementedError
+
+  def label_list(self, train, dev):
+    raise NotImplementedError
+
+  def texts_of(self, records):
+    """Text for training a vocabulary from scratch."""
+    raise NotImplementedError
+
+  def encode(self, records, tokenizer):
+    """(arrays with batch_spec's keys (plus host-only ones), number truncated)."""
+    raise NotImplementedError
+
+  def host_metrics(self, predictions, dev):
+    raise NotImplementedError
+
+  def write_predictions(self, path, predictions, dev):
+    raise NotImplementedError
+
+  # --- shared ---------------------------------------------------------------------------
+  def _path(self, key):
+    path = self.config.data[key]
+    if not path:
+      raise errors.ConfigError(f"config.data.{key} is not set: pass "
+                               f"--config.data.{key}=FILE")
+    return path
+
+  def attach_run(self, workdir):
+    """For a finished run (notebooks, `prelm predict`): its label list."""
+    path = os.path.join(workdir, LABELS_FILE)
+    if os.path.exists(path):
+      with open(path, encoding="utf-8") as f:
+        self.labels = f.read().split("\n")[:-1]
+
+  def prepare_data(self, wd):
+    train = self.read(self._path("train_path"))
+    dev = self.read(self._path("dev_path"))
+    self.labels = self.label_list(train, dev)
+    saved = os.path.join(wd.path, LABELS_FILE)
+    if os.path.exists(saved) and wd.has_checkpoints:
+      with open(saved, encoding="utf-8") as f:
+        if f.read().split("\n")[:-1] != self.labels:
+          raise errors.DataError(
+              f"the labels of {self.config.data.train_path} differ from those the run in "
+              f"{wd.path} was trained with ({saved}); use the same files, or a new --workdir")
+    path = wd.file(workdir_lib.VOCAB_FILE)
+    if workdir_lib.vocab_belongs_to_run(wd, self.config.to_dict()):
+      tokenizer, is_new = tokenizer_lib.load_wordpiece(
+          path, self.config.data.lowercase), False
+    elif self.config.init_from:
+      tokenizer, is_new = tokenizer_lib.load_wordpiece(
+          os.path.join(self.config.init_from, workdir_lib.VOCAB_FILE),
+          self.config.data.lowercase), True
+    else:
+      tokenizer, is_new = vocabulary.load_or_train(
+          self.config.data, self.config.to_dict(), wd, self.texts_of(train))
+    return base.PreparedData(tokenizer, is_new, {"train": train, "dev": dev},
+                             files={LABELS_FILE: "".join(l + "\n" for l in self.labels)})
+
+  def num_steps(self, prepared):
+    """config.train.num_epochs (> 0) in steps, rounded up; None: num_steps as given."""
+    epochs = self.config.train.get("num_epochs", 0)
+    if not epochs:
+      return None
+    per_epoch = math.ceil(len(prepared.inputs["train"]) / self.config.train.batch_size)
+    return max(1, math.ceil(epochs * per_epoch)), per_epoch
+
+  def pipelines(self, prepared, *, process_index, process_count):
+    config, inputs = self.config, prepared.inputs
+    spec = self.batch_spec()
+    train_arrays, _ = self.encode(inputs["train"], prepared.tokenizer)
+    dev_arrays, self.dev_truncated = self.encode(inputs["dev"], prepared.tokenizer)
+    self.dev = (inputs["dev"], dev_arrays)
+    device = lambda arrays: {k: v for k, v in arrays.items() if k in spec}
+    process = dict(process_index=process_index, process_count=process_count)
+    train = array_batches.ArrayBatches(device(train_arrays),
+                                       batch_size=config.train.batch_size,
+                                       seed=config.seed, **process)
+    dev = array_batches.eval_batches(device(dev_arrays),
+                                     batch_size=config.train.eval_batch_size, **process)
+    return base.Pipelines(train, {"eval": dev})
+
+  def eval_metrics(self, summary, predictions):
+    """The dev summary plus the metrics that need every prediction."""
+    records, _ = self.dev
+    return {**summary, **self.host_metrics(predictions[:len(records)], self.dev)}
+
+  def summary_lines(self, result):
+    m = result.final_metrics
+    shown = ", ".join(f"{k} {m[k]:.4f}" for k in self.reported_metrics if k in m)
+    return [f"Dev after {m['step']} steps ({self.config.data.dev_path}): {shown}",
+            f"Predictions: {result.workdir}/predictions_dev.tsv"]

@@ -1,0 +1,162 @@
+"""Token tagging: a label per word, BIO entities (NER) or plain tags (POS).
+
+Input: CoNLL column files (config.data.format = "conll": -DOCSTART- lines skipped, the
+tag in config.data.tag_column, default the last) or CoNLL-U ("conllu": the field named
+by tag_column, e.g. upos; multi-word token and empty-node lines skipped). IOB1 files
+(original CoNLL-2003) are converted to IOB2 with config.data.tag_scheme = "iob1".
+Each word is split into WordPieces; its label sits on the first piece and the other
+pieces are ignored by the loss and the metrics; predictions map back to words.
+Dev metrics: entity precision/recall/F1 as the CoNLL evaluation counts them (seqeval)
+for BIO tags, token accuracy for plain tags.
+"""
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from prelm_jax import errors
+from prelm_jax import finetune_metrics
+from prelm_jax import losses
+from prelm_jax.data import conll
+from prelm_jax.data import finetune_encode
+from prelm_jax.data import finetune_labels
+from prelm_jax.model import finetuning
+from prelm_jax.model.config import EncoderConfig
+from prelm_jax.tasks import finetune
+
+SCHEMES = ("iob1", "iob2", "tags")
+
+
+class TagTask(finetune.FinetuneTask):
+  """config.task = "tag"."""
+
+  name = "tag"
+
+  def __init__(self, config):
+    super().__init__(config)
+    data = config.data
+    if data.tag_scheme not in SCHEMES:
+      raise errors.ConfigError(f"config.data.tag_scheme={data.tag_scheme!r} is not allowed: "
+                               f"it must be one of {', '.join(SCHEMES)}")
+    if data.format not in ("conll", "conllu"):
+      raise errors.ConfigError(f"config.data.format={data.format!r} is not allowed for "
+                               "task 'tag': it must be conll or conllu")
+    self.bio = data.tag_scheme != "tags"
+    self.labels = list(data.labels)
+    self.best_metric = ("entity_f1", "max") if self.bio else ("token_accuracy", "max")
+    self.reported_metrics = (("entity_f1", "entity_precision", "entity_recall")
+                             if self.bio else ("token_accuracy",))
+    self.progress_metrics = ("loss", "token_accuracy")
+
+  # --- data -------------------------------------------------------------------------------
+  def read(self, path):
+    data = self.config.data
+    if data.format == "conllu":
+      return conll.read_conllu(path, column=data.tag_column or "upos")
+    sentences = conll.read_conll(path, column=int(data.tag_column or -1))
+    if data.tag_scheme == "iob1":
+      sentences = conll.iob1_sentences_to_iob2(sentences, path=path)
+    return sentences
+
+  def read_unlabelled(self, path):
+    """The same format; a tag column, if any, is read but not used."""
+    data = self.config.data
+    if data.format == "conllu":
+      return conll.read_conllu(path, column=data.tag_column or "upos")
+    return conll.read_conll(path, column=int(data.tag_column or -1))
+
+  def encode_unlabelled(self, records, tokenizer):
+    return finetune_encode.encode_tagged(records, tokenizer,
+                                         self.config.data.max_seq_len)[0]
+
+  def predict(self, model, params, batch):
+    logits = model.apply({"params": params}, *self.model_inputs(batch), deterministic=True)
+    return jnp.argmax(logits, -1).astype(jnp.int32)
+
+  def label_list(self, train, dev):
+    labels = finetune_labels.label_vocabulary(train, path=self.config.data.train_path,
+                                              configured=self.labels or None)
+    finetune_labels.check_known_labels(dev, labels, path=self.config.data.dev_path)
+    return labels
+
+  def texts_of(self, records):
+    return [" ".join(s.words) for s in records]
+
+  def encode(self, records, tokenizer):
+    return finetune_encode.encode_tagged(
+        records, tokenizer, self.config.data.max_seq_len,
+        tag_to_id={t: i for i, t in enumerate(self.labels)})
+
+  def batch_spec(self):
+    length = (self.config.data.max_seq_len,)
+    return {"input_ids": (length, np.int32), "token_type_ids": (length, np.int32),
+            "attention_mask": (length, np.int32), "labels": (length, np.int32),
+            "label_weights": (length, np.float32), "example_weights": ((), np.float32)}
+
+  # --- model and loss -----------------------------------------------------------------------
+  def build_model(self, vocab_size):
+    return finetuning.BertForTokenClassification(
+        EncoderConfig.from_config(self.config.model, vocab_size), max(len(self.labels), 2))
+
+  def model_inputs(self, batch):
+    return batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
+
+  def denominators(self, batch):
+    return jnp.sum(batch["label_weights"].astype(jnp.float32))
+
+  @staticmethod
+  def _sums(logits, batch):
+    weights = batch["label_weights"].astype(jnp.float32)
+    labels = jnp.where(weights > 0, batch["labels"], 0)
+    xent = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return {"loss_sum": jnp.sum(xent * weights),
+            "correct_sum": jnp.sum((jnp.argmax(logits, -1) == labels) * weights),
+            "weight_sum": jnp.sum(weights)}
+
+  def loss_and_sums(self, model, params, batch, *, deterministic, rngs=None,
+                    denominators=None):
+    logits = model.apply({"params": params}, *self.model_inputs(batch),
+                         deterministic=deterministic, rngs=rngs)
+    sums = self._sums(logits, batch)
+    den = sums["weight_sum"] if denominators is None else denominators
+    return sums["loss_sum"] / jnp.maximum(den, 1.0), sums
+
+  def eval_outputs(self, model, params, batch):
+    logits = model.apply({"params": params}, *self.model_inputs(batch),
+                         deterministic=True)
+    return self._sums(logits, batch), jnp.argmax(logits, -1).astype(jnp.int32)
+
+  def summarize(self, sums):
+    return {"loss": losses.ratio(sums["loss_sum"], sums["weight_sum"]),
+            "token_accuracy": losses.ratio(sums["correct_sum"], sums["weight_sum"])}
+
+  def analytic_flops(self, num_params):
+    rows, length = self.config.train.batch_size, self.config.data.max_seq_len
+    return 6 * num_params * rows * length, 6 * num_params * rows * length
+
+  # --- evaluation ----------------------------------------------------------------------------
+  def _word_predictions(self, predictions, dev):
+    sentences, arrays = dev
+    # Words cut by max_seq_len get "O" (a missed entity) or the most frequent tag.
+    fill = self.labels.index("O") if "O" in self.labels else 0
+    ids = finetune_encode.predictions_to_words(
+        np.asarray(predictions)[:len(sentences)],  # the last batch's padding rows go
+        arrays["word_index"], [len(s.words) for s in sentences], fill_id=fill)
+    return [[self.labels[i] for i in row] for row in ids]
+
+  def host_metrics(self, predictions, dev):
+    sentences, _ = dev
+    gold = [s.tags for s in sentences]
+    pred = self._word_predictions(predictions, dev)
+    metrics = {"token_accuracy": finetune_metrics.token_accuracy(gold, pred)}
+    if self.bio:
+      metrics.update(finetune_metrics.entity_metrics(gold, pred))
+    return metrics
+
+  def write_predictions(self, path, predictions, dev):
+    sentences, _ = dev
+    with open(path, "w", encoding="utf-8") as f:
+      f.write("word\tlabel\tpredicted\n")
+      for sentence, tags in zip(sentences, self._word_predictions(predictions, dev)):
+        for word, gold, pred in zip(sentence.words, sentence.tags, tags):
+          f.write(f"{word}\t{gold}\t{pred}\n")
+        f.write("\n")
