@@ -52,10 +52,6 @@ class ClassifyTask(finetune.FinetuneTask):
     return finetune_encode.encode_examples(records, tokenizer,
                                            self.config.data.max_seq_len)[0]
 
-  def predict(self, model, params, batch):
-    logits = model.apply({"params": params}, *self.model_inputs(batch), deterministic=True)
-    return logits[:, 0] if self.regression else jnp.argmax(logits, -1)
-
   def label_list(self, train, dev):
     if self.regression:
       return []
@@ -85,9 +81,6 @@ class ClassifyTask(finetune.FinetuneTask):
     return finetuning.BertForSequenceClassification(
         EncoderConfig.from_config(self.config.model, vocab_size), outputs)
 
-  def model_inputs(self, batch):
-    return batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
-
   def denominators(self, batch):
     return jnp.sum(batch["example_weights"].astype(jnp.float32))
 
@@ -103,29 +96,14 @@ class ClassifyTask(finetune.FinetuneTask):
             "correct_sum": jnp.sum((jnp.argmax(logits, -1) == labels) * weights),
             "weight_sum": jnp.sum(weights)}
 
-  def loss_and_sums(self, model, params, batch, *, deterministic, rngs=None,
-                    denominators=None):
-    logits = model.apply({"params": params}, *self.model_inputs(batch),
-                         deterministic=deterministic, rngs=rngs)
-    sums = self._sums(logits, batch)
-    den = sums["weight_sum"] if denominators is None else denominators
-    return sums["loss_sum"] / jnp.maximum(den, 1.0), sums
-
-  def eval_outputs(self, model, params, batch):
-    logits = model.apply({"params": params}, *self.model_inputs(batch),
-                         deterministic=True)
-    preds = logits[:, 0] if self.regression else jnp.argmax(logits, -1)
-    return self._sums(logits, batch), preds
+  def _predictions(self, logits):
+    return logits[:, 0] if self.regression else jnp.argmax(logits, -1)
 
   def summarize(self, sums):
     loss = losses.ratio(sums["loss_sum"], sums["weight_sum"])
     if self.regression:
       return {"loss": loss, "mse": loss}
     return {"loss": loss, "accuracy": losses.ratio(sums["correct_sum"], sums["weight_sum"])}
-
-  def analytic_flops(self, num_params):
-    rows, length = self.config.train.batch_size, self.config.data.max_seq_len
-    return 6 * num_params * rows * length, 6 * num_params * rows * length
 
   # --- evaluation ----------------------------------------------------------------------------
   def host_metrics(self, predictions, dev):

@@ -13,6 +13,8 @@ import json
 import math
 import os
 
+import jax.numpy as jnp
+
 from prelm_jax import errors
 from prelm_jax import workdir as workdir_lib
 from prelm_jax.data import array_batches
@@ -102,6 +104,40 @@ class FinetuneTask(base.Task):
 
   def host_metrics(self, predictions, dev):
     raise NotImplementedError
+
+  def _sums(self, logits, batch):
+    """loss_sum, correct_sum, weight_sum of a batch's logits (see losses.py)."""
+    raise NotImplementedError
+
+  def _predictions(self, logits):
+    """What is predicted from the logits (a class id, a score, a tag id per position)."""
+    raise NotImplementedError
+
+  # --- shared: the model, its loss and its cost -------------------------------------------
+  def model_inputs(self, batch):
+    return batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
+
+  def loss_and_sums(self, model, params, batch, *, deterministic, rngs=None,
+                    denominators=None):
+    logits = model.apply({"params": params}, *self.model_inputs(batch),
+                         deterministic=deterministic, rngs=rngs)
+    sums = self._sums(logits, batch)
+    den = sums["weight_sum"] if denominators is None else denominators
+    return sums["loss_sum"] / jnp.maximum(den, 1.0), sums
+
+  def eval_outputs(self, model, params, batch):
+    logits = model.apply({"params": params}, *self.model_inputs(batch),
+                         deterministic=True)
+    return self._sums(logits, batch), self._predictions(logits)
+
+  def predict(self, model, params, batch):
+    logits = model.apply({"params": params}, *self.model_inputs(batch), deterministic=True)
+    return self._predictions(logits)
+
+  def analytic_flops(self, num_params):
+    """6 * N * tokens (an encoder plus a small head: no better count is needed)."""
+    tokens = self.config.train.batch_size * self.config.data.max_seq_len
+    return 6 * num_params * tokens, 6 * num_params * tokens
 
   def write_predictions(self, path, predictions, dev):
     raise NotImplementedError

@@ -68,10 +68,6 @@ class TagTask(finetune.FinetuneTask):
     return finetune_encode.encode_tagged(records, tokenizer,
                                          self.config.data.max_seq_len)[0]
 
-  def predict(self, model, params, batch):
-    logits = model.apply({"params": params}, *self.model_inputs(batch), deterministic=True)
-    return jnp.argmax(logits, -1).astype(jnp.int32)
-
   def label_list(self, train, dev):
     labels = finetune_labels.label_vocabulary(train, path=self.config.data.train_path,
                                               configured=self.labels or None)
@@ -97,9 +93,6 @@ class TagTask(finetune.FinetuneTask):
     return finetuning.BertForTokenClassification(
         EncoderConfig.from_config(self.config.model, vocab_size), max(len(self.labels), 2))
 
-  def model_inputs(self, batch):
-    return batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
-
   def denominators(self, batch):
     return jnp.sum(batch["label_weights"].astype(jnp.float32))
 
@@ -112,26 +105,13 @@ class TagTask(finetune.FinetuneTask):
             "correct_sum": jnp.sum((jnp.argmax(logits, -1) == labels) * weights),
             "weight_sum": jnp.sum(weights)}
 
-  def loss_and_sums(self, model, params, batch, *, deterministic, rngs=None,
-                    denominators=None):
-    logits = model.apply({"params": params}, *self.model_inputs(batch),
-                         deterministic=deterministic, rngs=rngs)
-    sums = self._sums(logits, batch)
-    den = sums["weight_sum"] if denominators is None else denominators
-    return sums["loss_sum"] / jnp.maximum(den, 1.0), sums
-
-  def eval_outputs(self, model, params, batch):
-    logits = model.apply({"params": params}, *self.model_inputs(batch),
-                         deterministic=True)
-    return self._sums(logits, batch), jnp.argmax(logits, -1).astype(jnp.int32)
+  @staticmethod
+  def _predictions(logits):
+    return jnp.argmax(logits, -1).astype(jnp.int32)
 
   def summarize(self, sums):
     return {"loss": losses.ratio(sums["loss_sum"], sums["weight_sum"]),
             "token_accuracy": losses.ratio(sums["correct_sum"], sums["weight_sum"])}
-
-  def analytic_flops(self, num_params):
-    rows, length = self.config.train.batch_size, self.config.data.max_seq_len
-    return 6 * num_params * rows * length, 6 * num_params * rows * length
 
   # --- evaluation ----------------------------------------------------------------------------
   def _word_predictions(self, predictions, dev):
