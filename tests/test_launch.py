@@ -29,7 +29,8 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 LOCAL_SH = REPO / "launch" / "local.sh"
 SUBMIT_SH = REPO / "launch" / "slurm" / "submit.sh"
 TPU_SH = REPO / "launch" / "tpu" / "tpu.sh"
-SLURM_PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
+SLURM_PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")  # .ci/run installs them
+SLURM_PROGRAMS = ("sbatch", "slurmctld", "slurmd", "munged")
 
 
 def free_port():
@@ -338,20 +339,22 @@ def test_submit_and_tpu_without_sbatch_or_gcloud_say_so(launch, tool, hint, tmp_
 # --- a one-node SLURM cluster -------------------------------------------------------------
 
 def slurm_missing():
-  """Why SLURM cannot run here (installing it with apt-get if possible), or None."""
+  """Why SLURM cannot run here, or None. Installing it is CI's job (.ci/run), not a test's."""
   if os.geteuid() != 0:
     return "the one-node SLURM cluster needs root (it starts munged and slurmd)"
-  if all(shutil.which(b) for b in ("sbatch", "slurmctld", "slurmd", "munged")):
-    return None
-  if not shutil.which("apt-get"):
-    return "slurm-wlm is not installed and there is no apt-get to install it"
-  env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-  for cmd in (["apt-get", "update", "-qq"],
-              ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *SLURM_PACKAGES]):
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    if proc.returncode:
-      return f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-300:]}"
+  missing = [b for b in SLURM_PROGRAMS if not shutil.which(b)]
+  if missing:
+    return (f"SLURM is not installed (no {', '.join(missing)} on PATH); install "
+            f"{' '.join(SLURM_PACKAGES)} as .ci/run does")
   return None
+
+
+def test_slurm_missing_says_what_to_install_and_installs_nothing(monkeypatch):
+  monkeypatch.setattr(os, "geteuid", lambda: 0)
+  monkeypatch.setattr(shutil, "which", lambda b: None if b in ("slurmd", "munged") else b)
+  monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail(f"ran {a}"))
+  assert slurm_missing() == ("SLURM is not installed (no slurmd, munged on PATH); install "
+                             "slurmctld slurmd slurm-client munge as .ci/run does")
 
 
 def slurm_conf(root, ctld_port, slurmd_port):
@@ -380,8 +383,8 @@ def munge_works():
 def slurm_cluster():
   """The environment for sbatch to reach a one-node SLURM cluster started here.
 
-  Skips (fails under CI=true) when SLURM cannot be installed. Stops every daemon it
-  started afterwards.
+  Skips (fails under CI=true) when SLURM is not installed or this is not root. Stops
+  every daemon it started afterwards.
   """
   reason = slurm_missing()
   if reason:
