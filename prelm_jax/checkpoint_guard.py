@@ -2,8 +2,9 @@
 
 - restore: the saved shapes are compared with the model the config builds before
   anything is read (a changed model, or a vocab.txt that does not match the embedding
-  rows); a checkpoint that fails to read (truncated array, missing metadata) is named
-  with the previous step to fall back to via --config.train.restore_step.
+  rows); a checkpoint whose files fail to read (truncated array, missing metadata) is
+  named with the previous step to fall back to via --config.train.restore_step. Other
+  restore failures (out of memory, a sharding error) are raised as they are.
 - save: a full disk (ENOSPC) becomes an error saying so; orbax writes each step into a
   temporary directory renamed only when complete, so earlier checkpoints stay intact.
 """
@@ -95,6 +96,43 @@ def check_vocab_size(mngr, step, vocab_size, vocab_path):
         "vocab.txt back, or start a new --workdir")
 
 
+# tensorstore's status codes for stored bytes that are missing, cut short or do not
+# decode; it raises them as ValueError("DATA_LOSS: Error reading ...").
+_UNREADABLE_CODES = ("DATA_LOSS:", "OUT_OF_RANGE:", "NOT_FOUND:", "FAILED_PRECONDITION:")
+
+
+def _chain(e):
+  """`e` and the exceptions it was raised from or while handling, outermost first."""
+  seen = []
+  while e is not None and not any(e is s for s in seen):
+    seen.append(e)
+    e = e.__cause__ or e.__context__
+  return seen
+
+
+def _unreadable_file(e):
+  if isinstance(e, (FileNotFoundError, NotADirectoryError, EOFError, json.JSONDecodeError,
+                    UnicodeDecodeError)):
+    return True
+  if isinstance(e, KeyError) and "was not found in the checkpoint" in str(e):
+    return True  # orbax: an item's folder is missing
+  return isinstance(e, ValueError) and str(e).startswith(_UNREADABLE_CODES)
+
+
+def unreadable_cause(e):
+  """The exception in `e`'s chain that says the checkpoint's files are missing,
+  truncated or garbled, or None: then the restore failed for another reason.
+
+  orbax wraps whatever a read raised (its "Encountered error while reading array
+  index" Exception), so the causes decide; running out of memory on the way is never
+  the checkpoint's fault.
+  """
+  links = _chain(e)
+  if any(isinstance(l, MemoryError) or "RESOURCE_EXHAUSTED" in str(l) for l in links):
+    return None
+  return next((l for l in links if _unreadable_file(l)), None)
+
+
 def restore(mngr, step, abstract_state, vocab_path, vocab_size):
   """checkpointing.restore with the vocabulary and shape checks first, and read
   failures explained."""
@@ -103,9 +141,12 @@ def restore(mngr, step, abstract_state, vocab_path, vocab_size):
   try:
     return checkpointing.restore(mngr, step, abstract_state)
   except Exception as e:  # pylint: disable=broad-except
+    cause = unreadable_cause(e)
+    if cause is None:
+      raise  # out of memory, a sharding error, a bug: as it is, with its traceback
     raise CheckpointError(
         f"the checkpoint at step {step} in {mngr.directory} is corrupt or incomplete "
-        f"({type(e).__name__}: {_short(e)}); {_previous_hint(mngr, step)}") from None
+        f"({type(cause).__name__}: {_short(cause)}); {_previous_hint(mngr, step)}") from None
 
 
 APPLIED_FILE = "restore_step_applied.json"
@@ -179,11 +220,8 @@ def set_aside_later_checkpoints(mngr, step):
 
 
 def _is_disk_full(e):
-  while e is not None:
-    if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
-      return True
-    e = e.__cause__ or e.__context__
-  return False
+  return any(getattr(l, "errno", None) == errno.ENOSPC or "No space left" in str(l)
+             for l in _chain(e))
 
 
 @contextlib.contextmanager
