@@ -183,6 +183,14 @@ def test_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
   assert examples == [finetune_tables.Example(("hi",), "1", 2)]
 
 
+def test_bad_byte_after_a_byte_order_mark_is_placed_in_the_file(tmp_path):
+  path = tmp_path / "excel.csv"
+  path.write_bytes("\ufefftext,label\n".encode("utf-8") + b"caf\xe9,1\n")
+  # The BOM's 3 bytes count: 3 + 11 + 3 = byte 17, as a hex editor shows it.
+  with pytest.raises(errors.DataError, match=r"excel.csv:2: not UTF-8 text \(byte 17: "):
+    finetune_tables.read_table(str(path), text_columns=["text"], label_column="label")
+
+
 # The GLUE copies in ../shared/data; expected numbers from their PROVENANCE.md.
 
 
