@@ -20,7 +20,8 @@ from etils import epath
 
 from prelm_jax import checkpointing
 from prelm_jax import errors
-from prelm_jax import metrics
+from prelm_jax import jsonio
+from prelm_jax import workdir as workdir_lib
 
 WORD_EMBEDDINGS = "['params']['encoder']['embeddings']['word_embeddings']['embedding']"
 
@@ -64,12 +65,13 @@ def check_shapes(mngr, step, abstract_state, vocab_path):
   if emb in saved and emb in wanted and saved[emb][0] != wanted[emb][0]:
     raise CheckpointError(
         f"{vocab_path} has {wanted[emb][0]} tokens but the checkpoint at step {step} was "
-        f"trained with {saved[emb][0]}: vocab.txt was replaced or edited; put the run's "
-        "own vocab.txt back, or start a new --workdir")
+        f"trained with {saved[emb][0]}: {workdir_lib.VOCAB_FILE} was replaced or edited; "
+        f"put the run's own {workdir_lib.VOCAB_FILE} back, or start a new --workdir")
   raise CheckpointError(
       f"the checkpoint at step {step} in {mngr.directory} is for a different model ("
       + "; ".join(diffs[:3]) + (f"; {len(diffs) - 3} more" if len(diffs) > 3 else "")
-      + "); resume it with the config it was written with (the workdir's config.json), "
+      + "); resume it with the config it was written with (the workdir's "
+      f"{workdir_lib.CONFIG_FILE}), "
       "or start a new --workdir")
 
 
@@ -92,8 +94,8 @@ def check_vocab_size(mngr, step, vocab_size, vocab_path):
   if saved is not None and saved != vocab_size:
     raise CheckpointError(
         f"{vocab_path} has {vocab_size} tokens but the checkpoint at step {step} was "
-        f"trained with {saved}: vocab.txt was replaced or edited; put the run's own "
-        "vocab.txt back, or start a new --workdir")
+        f"trained with {saved}: {workdir_lib.VOCAB_FILE} was replaced or edited; put the "
+        f"run's own {workdir_lib.VOCAB_FILE} back, or start a new --workdir")
 
 
 # tensorstore's status codes for stored bytes that are missing, cut short or do not
@@ -174,7 +176,8 @@ def step_to_resume(workdir, steps, requested):
   if requested not in steps:
     raise CheckpointError(
         f"config.train.restore_step={requested} is not a checkpoint in "
-        f"{os.path.join(workdir, 'checkpoints')} (it has {sorted(steps)}); pick one of "
+        f"{os.path.join(workdir, workdir_lib.CHECKPOINTS_DIR)} (it has {sorted(steps)}); "
+        "pick one of "
         "those, or -1 for the latest")
   return requested
 
@@ -210,7 +213,7 @@ def set_aside_later_checkpoints(mngr, step):
       while target.exists():  # set aside before: keep both
         target, n = aside / f"{s}.{n}", n + 1
       os.rename(epath.Path(mngr.directory) / str(s), target)
-    metrics.write_json(str(_workdir(mngr) / APPLIED_FILE),
+    jsonio.write_json(str(_workdir(mngr) / APPLIED_FILE),
                        {"restore_step": step, "set_aside": later,
                         "set_aside_dir": str(aside)})
   if jax.process_count() > 1:
@@ -239,16 +242,11 @@ def explain_save_errors(mngr):
         "(or raise the quota), then run the same command to resume") from None
 
 
-def has_checkpoints(workdir):
-  path = os.path.join(workdir, "checkpoints")
-  return os.path.isdir(path) and any(n.isdigit() for n in os.listdir(path))
-
-
 def check_vocab_present(workdir):
   """A workdir with checkpoints but no vocab.txt would silently get a new vocabulary."""
-  vocab = os.path.join(workdir, "vocab.txt")
-  if has_checkpoints(workdir) and not os.path.exists(vocab):
+  vocab = os.path.join(workdir, workdir_lib.VOCAB_FILE)
+  if workdir_lib.checkpoint_steps(workdir) and not os.path.exists(vocab):
     raise CheckpointError(
-        f"{workdir} has checkpoints but no vocab.txt; their embeddings belong to the "
-        f"vocabulary they were trained with: put that vocab.txt back at {vocab}, or "
-        "start a new --workdir")
+        f"{workdir} has checkpoints but no {workdir_lib.VOCAB_FILE}; their embeddings "
+        "belong to the vocabulary they were trained with: put that "
+        f"{workdir_lib.VOCAB_FILE} back at {vocab}, or start a new --workdir")
