@@ -39,14 +39,8 @@ def free_port():
     return s.getsockname()[1]
 
 
-def read_metrics(workdir):
-  lines = pathlib.Path(workdir, "metrics.jsonl").read_text().splitlines()
-  return [json.loads(l) for l in lines]
-
-
-def losses(workdir):
-  return [(r["step"], r["split"], r["loss"], r["mlm_loss"], r["nsp_loss"])
-          for r in read_metrics(workdir)]
+def losses(records):
+  return [(r["step"], r["split"], r["loss"], r["mlm_loss"], r["nsp_loss"]) for r in records]
 
 
 def micro_args(data_dir, workdir):
@@ -63,9 +57,9 @@ def micro_run_8dev(pydocs_data_dir, tmp_path_factory):
   return train.run(config, str(workdir))
 
 
-def assert_same_run(workdir, reference):
+def assert_same_run(read_metrics, workdir, reference):
   """Losses of every logged step and the restored parameters match `reference`."""
-  got, want = losses(workdir), losses(reference.workdir)
+  got, want = losses(read_metrics(workdir)), losses(read_metrics(reference.workdir))
   assert [r[:2] for r in got] == [r[:2] for r in want]
   assert [r[:2] for r in got] == [(1, "train"), (2, "train"), (3, "train"), (4, "train"),
                                   (4, "eval")]
@@ -99,7 +93,8 @@ def test_local_refuses_bad_options():
 
 
 @pytest.mark.slow  # ~50 s on 2 cores: two jax processes import and compile
-def test_local_two_processes_match_one(pydocs_data_dir, micro_run_8dev, tmp_path):
+def test_local_two_processes_match_one(pydocs_data_dir, micro_run_8dev, tmp_path,
+                                       read_metrics):
   workdir = tmp_path / "local_2x4"
   proc = subprocess.run(
       [LOCAL_SH, "--processes", "2", "--devices-per-process", "4", "--",
@@ -111,7 +106,7 @@ def test_local_two_processes_match_one(pydocs_data_dir, micro_run_8dev, tmp_path
   # Only process 0 prints the summary (both compute it).
   assert proc.stdout.count("Validation after 4 steps") == 1
   assert "[p0] Validation after 4 steps" in proc.stdout
-  assert_same_run(workdir, micro_run_8dev)
+  assert_same_run(read_metrics, workdir, micro_run_8dev)
 
 
 def test_local_stops_the_others_when_one_fails(tmp_path):
@@ -442,7 +437,7 @@ def wait_for_job(job_id, env, timeout):
 
 @pytest.mark.slow  # ~60 s on 2 cores: cluster start, two jax processes import and compile
 def test_slurm_job_of_two_tasks_matches_one_process(pydocs_data_dir, micro_run_8dev,
-                                                    slurm_cluster, tmp_path):
+                                                    slurm_cluster, tmp_path, read_metrics):
   workdir, log = tmp_path / "slurm_2x4", tmp_path / "job.out"
   env = dict(slurm_cluster, JAX_PLATFORMS="cpu", PRELM_PYTHON=sys.executable,
              XLA_FLAGS="--xla_force_host_platform_device_count=4",
@@ -458,4 +453,4 @@ def test_slurm_job_of_two_tasks_matches_one_process(pydocs_data_dir, micro_run_8
   # Both tasks joined through SLURM's environment (srun --label prefixes "<task>: ").
   assert "0: prelm: process 0 of 2, 4 local of 8 devices" in out, out[-4000:]
   assert "1: prelm: process 1 of 2, 4 local of 8 devices" in out, out[-4000:]
-  assert_same_run(workdir, micro_run_8dev)
+  assert_same_run(read_metrics, workdir, micro_run_8dev)
