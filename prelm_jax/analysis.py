@@ -70,11 +70,11 @@ def load_run(workdir, step=None, *, best=False):
   tx, _ = optim.make_optimizer(config.optim, config.train.num_steps)
   config.mesh.update(data=1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1, dcn_tensor=1)
   mesh = sharding.create_mesh(config.mesh, devices=jax.local_devices()[:1])
-  mngr = checkpointing.manager(os.path.join(workdir, workdir_lib.CHECKPOINTS_DIR),
-                               config.train.keep_checkpoints, read_only=True)
+  checkpoints = os.path.join(workdir, workdir_lib.CHECKPOINTS_DIR)
+  mngr = checkpointing.manager(checkpoints, config.train.keep_checkpoints, read_only=True)
   step = mngr.latest_step() if step is None else step
   if step is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
+    raise FileNotFoundError(f"no checkpoint in {checkpoints}")
   abstract, _, _ = state_lib.abstract_state_and_shardings(task, model, tx, mesh)
   best_dir = os.path.join(workdir, "best")
   if best and os.path.isdir(best_dir) and os.listdir(best_dir):

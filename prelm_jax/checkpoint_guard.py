@@ -2,8 +2,9 @@
 
 - restore: the saved shapes are compared with the model the config builds before
   anything is read (a changed model, or a vocab.txt that does not match the embedding
-  rows); a checkpoint that fails to read (truncated array, missing metadata) is named
-  with the previous step to fall back to via --config.train.restore_step.
+  rows); a checkpoint whose files fail to read (truncated array, missing metadata) is
+  named with the previous step to fall back to via --config.train.restore_step. Other
+  restore failures (out of memory, a sharding error) are raised as they are.
 - save: a full disk (ENOSPC) becomes an error saying so; orbax writes each step into a
   temporary directory renamed only when complete, so earlier checkpoints stay intact.
 """
@@ -20,7 +21,8 @@ from etils import epath
 
 from prelm_jax import checkpointing
 from prelm_jax import errors
-from prelm_jax import metrics
+from prelm_jax import jsonio
+from prelm_jax import workdir as workdir_lib
 
 WORD_EMBEDDINGS = "['params']['encoder']['embeddings']['word_embeddings']['embedding']"
 
@@ -64,12 +66,13 @@ def check_shapes(mngr, step, abstract_state, vocab_path):
   if emb in saved and emb in wanted and saved[emb][0] != wanted[emb][0]:
     raise CheckpointError(
         f"{vocab_path} has {wanted[emb][0]} tokens but the checkpoint at step {step} was "
-        f"trained with {saved[emb][0]}: vocab.txt was replaced or edited; put the run's "
-        "own vocab.txt back, or start a new --workdir")
+        f"trained with {saved[emb][0]}: {workdir_lib.VOCAB_FILE} was replaced or edited; "
+        f"put the run's own {workdir_lib.VOCAB_FILE} back, or start a new --workdir")
   raise CheckpointError(
       f"the checkpoint at step {step} in {mngr.directory} is for a different model ("
       + "; ".join(diffs[:3]) + (f"; {len(diffs) - 3} more" if len(diffs) > 3 else "")
-      + "); resume it with the config it was written with (the workdir's config.json), "
+      + "); resume it with the config it was written with (the workdir's "
+      f"{workdir_lib.CONFIG_FILE}), "
       "or start a new --workdir")
 
 
@@ -96,8 +99,45 @@ def check_vocab_size(mngr, step, vocab_size, vocab_path):
   if saved is not None and saved != vocab_size:
     raise CheckpointError(
         f"{vocab_path} has {vocab_size} tokens but the checkpoint at step {step} was "
-        f"trained with {saved}: vocab.txt was replaced or edited; put the run's own "
-        "vocab.txt back, or start a new --workdir")
+        f"trained with {saved}: {workdir_lib.VOCAB_FILE} was replaced or edited; put the "
+        f"run's own {workdir_lib.VOCAB_FILE} back, or start a new --workdir")
+
+
+# tensorstore's status codes for stored bytes that are missing, cut short or do not
+# decode; it raises them as ValueError("DATA_LOSS: Error reading ...").
+_UNREADABLE_CODES = ("DATA_LOSS:", "OUT_OF_RANGE:", "NOT_FOUND:", "FAILED_PRECONDITION:")
+
+
+def _chain(e):
+  """`e` and the exceptions it was raised from or while handling, outermost first."""
+  seen = []
+  while e is not None and not any(e is s for s in seen):
+    seen.append(e)
+    e = e.__cause__ or e.__context__
+  return seen
+
+
+def _unreadable_file(e):
+  if isinstance(e, (FileNotFoundError, NotADirectoryError, EOFError, json.JSONDecodeError,
+                    UnicodeDecodeError)):
+    return True
+  if isinstance(e, KeyError) and "was not found in the checkpoint" in str(e):
+    return True  # orbax: an item's folder is missing
+  return isinstance(e, ValueError) and str(e).startswith(_UNREADABLE_CODES)
+
+
+def unreadable_cause(e):
+  """The exception in `e`'s chain that says the checkpoint's files are missing,
+  truncated or garbled, or None: then the restore failed for another reason.
+
+  orbax wraps whatever a read raised (its "Encountered error while reading array
+  index" Exception), so the causes decide; running out of memory on the way is never
+  the checkpoint's fault.
+  """
+  links = _chain(e)
+  if any(isinstance(l, MemoryError) or "RESOURCE_EXHAUSTED" in str(l) for l in links):
+    return None
+  return next((l for l in links if _unreadable_file(l)), None)
 
 
 def restore(mngr, step, abstract_state, vocab_path, vocab_size):
@@ -108,9 +148,12 @@ def restore(mngr, step, abstract_state, vocab_path, vocab_size):
   try:
     return checkpointing.restore(mngr, step, abstract_state)
   except Exception as e:  # pylint: disable=broad-except
+    cause = unreadable_cause(e)
+    if cause is None:
+      raise  # out of memory, a sharding error, a bug: as it is, with its traceback
     raise CheckpointError(
         f"the checkpoint at step {step} in {mngr.directory} is corrupt or incomplete "
-        f"({type(e).__name__}: {_short(e)}); {_previous_hint(mngr, step)}") from None
+        f"({type(cause).__name__}: {_short(cause)}); {_previous_hint(mngr, step)}") from None
 
 
 APPLIED_FILE = "restore_step_applied.json"
@@ -138,7 +181,8 @@ def step_to_resume(workdir, steps, requested):
   if requested not in steps:
     raise CheckpointError(
         f"config.train.restore_step={requested} is not a checkpoint in "
-        f"{os.path.join(workdir, 'checkpoints')} (it has {sorted(steps)}); pick one of "
+        f"{os.path.join(workdir, workdir_lib.CHECKPOINTS_DIR)} (it has {sorted(steps)}); "
+        "pick one of "
         "those, or -1 for the latest")
   return requested
 
@@ -174,7 +218,7 @@ def set_aside_later_checkpoints(mngr, step):
       while target.exists():  # set aside before: keep both
         target, n = aside / f"{s}.{n}", n + 1
       os.rename(epath.Path(mngr.directory) / str(s), target)
-    metrics.write_json(str(_workdir(mngr) / APPLIED_FILE),
+    jsonio.write_json(str(_workdir(mngr) / APPLIED_FILE),
                        {"restore_step": step, "set_aside": later,
                         "set_aside_dir": str(aside)})
   if jax.process_count() > 1:
@@ -184,11 +228,8 @@ def set_aside_later_checkpoints(mngr, step):
 
 
 def _is_disk_full(e):
-  while e is not None:
-    if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
-      return True
-    e = e.__cause__ or e.__context__
-  return False
+  return any(getattr(l, "errno", None) == errno.ENOSPC or "No space left" in str(l)
+             for l in _chain(e))
 
 
 @contextlib.contextmanager
@@ -206,16 +247,11 @@ def explain_save_errors(mngr):
         "(or raise the quota), then run the same command to resume") from None
 
 
-def has_checkpoints(workdir):
-  path = os.path.join(workdir, "checkpoints")
-  return os.path.isdir(path) and any(n.isdigit() for n in os.listdir(path))
-
-
 def check_vocab_present(workdir):
   """A workdir with checkpoints but no vocab.txt would silently get a new vocabulary."""
-  vocab = os.path.join(workdir, "vocab.txt")
-  if has_checkpoints(workdir) and not os.path.exists(vocab):
+  vocab = os.path.join(workdir, workdir_lib.VOCAB_FILE)
+  if workdir_lib.checkpoint_steps(workdir) and not os.path.exists(vocab):
     raise CheckpointError(
-        f"{workdir} has checkpoints but no vocab.txt; their embeddings belong to the "
-        f"vocabulary they were trained with: put that vocab.txt back at {vocab}, or "
-        "start a new --workdir")
+        f"{workdir} has checkpoints but no {workdir_lib.VOCAB_FILE}; their embeddings "
+        "belong to the vocabulary they were trained with: put that "
+        f"{workdir_lib.VOCAB_FILE} back at {vocab}, or start a new --workdir")

@@ -60,13 +60,15 @@ def fail(message):
 
 def parse_flags(argv):
   """absl parsing, with help and config mistakes answered by us (exit 0; one line, exit 2)."""
+  from prelm_jax import registry  # pylint: disable=g-import-not-at-top
   from prelm_jax import usage  # pylint: disable=g-import-not-at-top
   if usage.requested(argv[1:]):  # before absl, whose --help lists flags without commands
     usage.show(argv[1:], flags.FLAGS)
     sys.exit(0)
   argv, config_path = resolve_config(argv)
   try:
-    remaining = flags.FLAGS(argv)
+    with registry.sibling_imports(config_path):  # `from experiments import` its own folder
+      remaining = flags.FLAGS(argv)
     # ml_collections keeps an OSError raised while loading the file in a placeholder
     # config that raises it on first use, mid-run; raise it now, where it is explained.
     deferred = getattr(_CONFIG.value, "_error", None)

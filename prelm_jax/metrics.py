@@ -8,6 +8,13 @@ import os
 import jax
 import tensorboardX
 
+from prelm_jax import jsonio
+from prelm_jax import workdir as workdir_lib
+
+# train.py writes final_metrics.json through this name; the fine-tuning branch switches
+# it to jsonio.write_json when it merges.
+write_json = jsonio.write_json
+
 
 class MetricsWriter:
   """Appends `{"step", "split", <metrics>}` to metrics.jsonl and mirrors it to TensorBoard."""
@@ -15,8 +22,8 @@ class MetricsWriter:
   def __init__(self, workdir, *, enabled=None):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self.workdir = workdir
-    self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
-    self.tensorboard_dir = os.path.join(workdir, "tensorboard")
+    self.jsonl_path = os.path.join(workdir, workdir_lib.METRICS_FILE)
+    self.tensorboard_dir = os.path.join(workdir, workdir_lib.TENSORBOARD_DIR)
     self._tb = None
 
   def start_at(self, step, *, drop_eval_at_step=False):
@@ -51,15 +58,6 @@ class MetricsWriter:
       self._tb.close()
 
 
-def write_json(path, obj):
-  """Writes JSON atomically: a reader never sees a half-written file."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
 def drop_records_after(workdir, step, *, drop_eval_at_step=False):
   """Rewrites metrics.jsonl without the records a resumed run will write again.
 
@@ -74,7 +72,7 @@ def drop_records_after(workdir, step, *, drop_eval_at_step=False):
     drop_eval_at_step: also drop eval records at `step` (the final evaluation, which
       a run restored at its last step repeats).
   """
-  path = os.path.join(workdir, "metrics.jsonl")
+  path = os.path.join(workdir, workdir_lib.METRICS_FILE)
   if not os.path.exists(path):
     return
   kept = []

@@ -14,7 +14,6 @@ sums, and a Tracker folds them into a few device scalars (first bad step, curren
 longest run of bad steps) with one small asynchronous op. The loop reads the tracker
 only when it logs or saves.
 """
-import json
 import os
 
 import jax
@@ -22,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from prelm_jax import errors
+from prelm_jax import jsonio
+from prelm_jax import workdir as workdir_lib
 
 POLICIES = ("stop", "skip")
 REPORT_FILE = "nonfinite_report.json"
@@ -113,11 +114,9 @@ def check(tracker, train_cfg, *, step, workdir, last_checkpoint):
             "last_good_checkpoint": last_checkpoint}
   path = os.path.join(workdir, REPORT_FILE)
   if jax.process_index() == 0:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(report, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    jsonio.write_json(path, report)
   raise NonFiniteError(
       f"{reason}; stopped without saving that state. The last good checkpoint is step "
-      f"{last_checkpoint} in {workdir}/checkpoints; details in {path}. Lower "
-      "config.optim.learning_rate or set config.train.nonfinite_policy=skip, then rerun")
+      f"{last_checkpoint} in {os.path.join(workdir, workdir_lib.CHECKPOINTS_DIR)}; "
+      f"details in {path}. Lower config.optim.learning_rate or set "
+      "config.train.nonfinite_policy=skip, then rerun")

@@ -1,14 +1,33 @@
 """Experiment names: `bert_tiny_pydocs` is experiments/bert_tiny_pydocs.py, nothing else.
 
 No import side effects and no second list to keep in sync: the folder is the registry.
+
+Experiment files import each other as `from experiments import base`. `experiments` is
+not an installed top-level package (a wheel ships the folder as prelm_jax/experiments),
+so that name is bound only while a config file loads (`sibling_imports`), to the file's
+own folder first: an edited checkout's base.py is the one its experiments get, whatever
+copy is installed or on sys.path.
 """
+import contextlib
+import importlib.machinery
 import importlib.util
 import os
 import pathlib
+import sys
 import traceback
 import types
 
-EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
+PACKAGE = "experiments"
+
+
+def _experiments_dir():
+  """The installed copy (prelm_jax/experiments in a wheel), else the checkout's folder."""
+  here = pathlib.Path(__file__).resolve().parent
+  installed = here / PACKAGE
+  return installed if installed.is_dir() else here.parent / PACKAGE
+
+
+EXPERIMENTS_DIR = _experiments_dir()
 
 
 def names():
@@ -79,10 +98,39 @@ def _message(error, path):
   return " ".join(text.split()) or "(no message)"
 
 
+def _own_modules(name):
+  return [k for k in sys.modules if k == name or k.startswith(name + ".")]
+
+
+@contextlib.contextmanager
+def sibling_imports(path):
+  """While config file `path` loads: `experiments.*` is its own folder, then EXPERIMENTS_DIR.
+
+  sys.modules' `experiments` entries (a test's `from experiments import base`, another
+  copy on sys.path) are set aside and put back after, so loading one file changes
+  nothing for the next. A no-op without a path.
+  """
+  if not path:
+    yield
+    return
+  folder = str(pathlib.Path(path).resolve().parent)
+  saved = {k: sys.modules.pop(k) for k in _own_modules(PACKAGE)}
+  spec = importlib.machinery.ModuleSpec(PACKAGE, None, is_package=True)
+  spec.submodule_search_locations = list(dict.fromkeys([folder, str(EXPERIMENTS_DIR)]))
+  sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)
+  try:
+    yield
+  finally:
+    for k in _own_modules(PACKAGE):
+      del sys.modules[k]
+    sys.modules.update(saved)
+
+
 def load(config_arg):
   """The ConfigDict of 'name[:arg]' or 'path.py[:arg]', e.g. in a notebook."""
   path, _, arg = resolve(config_arg).partition(":")
   spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  with sibling_imports(path):
+    spec.loader.exec_module(module)
+    return module.get_config(arg or None)

@@ -21,12 +21,15 @@ import os
 import socket
 
 from prelm_jax import errors
-from prelm_jax import metrics
+from prelm_jax import jsonio
 
 # The file names of a workdir, defined once.
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.txt"
 CHECKPOINTS_DIR = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+FINAL_METRICS_FILE = "final_metrics.json"
+TENSORBOARD_DIR = "tensorboard"
 # Sections whose change makes a checkpoint mean something else.
 GUARDED_SECTIONS = ("task", "model", "data")
 # ... except these keys, which only say where things are.
@@ -62,6 +65,14 @@ def _first_existing_parent(path):
   return path
 
 
+def checkpoint_steps(path):
+  """The complete checkpoints' steps in workdir `path`, sorted; () if none."""
+  checkpoints = os.path.join(path, CHECKPOINTS_DIR)
+  if not os.path.isdir(checkpoints):
+    return ()
+  return tuple(sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit()))
+
+
 def inspect(workdir):
   """Looks at `workdir` without changing anything.
 
@@ -83,9 +94,7 @@ def inspect(workdir):
     raise WorkdirError(f"workdir {path} is not writable (no write permission on "
                        f"{parent}); choose a directory you can write to")
   exists = os.path.isdir(path)
-  checkpoints = os.path.join(path, CHECKPOINTS_DIR)
-  steps = tuple(sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit())
-                ) if os.path.isdir(checkpoints) else ()
+  steps = checkpoint_steps(path)
   saved = None
   config_path = os.path.join(path, CONFIG_FILE)
   if os.path.exists(config_path):
@@ -192,7 +201,7 @@ def save_config_if_new(wd, config_dict):
   """Writes config.json for a run without checkpoints; a resumed run keeps the old one
   until replace_config_after_first_save."""
   if not wd.has_checkpoints or wd.saved_config is None:
-    metrics.write_json(wd.file(CONFIG_FILE), config_dict)
+    jsonio.write_json(wd.file(CONFIG_FILE), config_dict)
 
 
 def replace_config_after_first_save(wd, config_dict, restored_step):
@@ -210,6 +219,6 @@ def replace_config_after_first_save(wd, config_dict, restored_step):
   if not config_differences(wd.saved_config, new, sections=None):
     return None
   kept = f"config.until_step_{restored_step}.json"
-  metrics.write_json(wd.file(kept), wd.saved_config)
-  metrics.write_json(wd.file(CONFIG_FILE), new)
+  jsonio.write_json(wd.file(kept), wd.saved_config)
+  jsonio.write_json(wd.file(CONFIG_FILE), new)
   return kept

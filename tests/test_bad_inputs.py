@@ -16,13 +16,9 @@ import pytest
 import tensorflow_datasets as tfds
 from etils import epath
 
-from conftest import prelm_train_argv
-from conftest import run_prelm
-from conftest import tree_digest
 from prelm_jax import analysis
 from prelm_jax import checkpoint_guard
 from prelm_jax import train
-from test_train import tiny_config
 
 
 class EmptyTextCorpus(tfds.core.GeneratorBasedBuilder):
@@ -52,7 +48,7 @@ class EmptyTextCorpus(tfds.core.GeneratorBasedBuilder):
 
 
 @pytest.fixture(scope="module")
-def finished_run(pydocs_data_dir, tmp_path_factory):
+def finished_run(pydocs_data_dir, tmp_path_factory, tiny_config):
   """(workdir, config) of a tiny run with checkpoints at steps 2 and 4."""
   workdir = tmp_path_factory.mktemp("finished")
   config = tiny_config(pydocs_data_dir, num_steps=4, checkpoint_every=2)
@@ -61,7 +57,7 @@ def finished_run(pydocs_data_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def other_model_checkpoint(pydocs_data_dir, tmp_path_factory):
+def other_model_checkpoint(pydocs_data_dir, tmp_path_factory, tiny_config):
   """A step-2 checkpoint of a wider model (hidden 64), to be hand-copied elsewhere."""
   workdir = tmp_path_factory.mktemp("wider")
   config = tiny_config(pydocs_data_dir, num_steps=2, checkpoint_every=2)
@@ -137,7 +133,8 @@ DOOR_CASES = [
 @pytest.mark.parametrize("name, overrides, message", DOOR_CASES,
                          ids=[c[0] for c in DOOR_CASES])
 def test_bad_config_is_refused_before_anything_is_written(name, overrides, message,
-                                                          pydocs_data_dir, tmp_path):
+                                                          pydocs_data_dir, tmp_path,
+                                                          prelm_train_argv, run_prelm):
   workdir = tmp_path / "run"
   proc = run_prelm(prelm_train_argv(pydocs_data_dir, workdir,
                                     **{k: v for k, v in overrides.items()}))
@@ -145,7 +142,8 @@ def test_bad_config_is_refused_before_anything_is_written(name, overrides, messa
   assert not workdir.exists(), f"{name}: created {list(workdir.rglob('*'))}"
 
 
-def test_workdir_that_is_a_file_is_named_as_such(pydocs_data_dir, tmp_path):
+def test_workdir_that_is_a_file_is_named_as_such(pydocs_data_dir, tmp_path,
+                                                 prelm_train_argv, run_prelm):
   workdir = tmp_path / "run"
   workdir.write_text("notes")
   proc = run_prelm(prelm_train_argv(pydocs_data_dir, workdir))
@@ -198,7 +196,8 @@ RUN_CASES = [
 @pytest.mark.parametrize("name, breaks, extra, message", RUN_CASES,
                          ids=[c[0] for c in RUN_CASES])
 def test_bad_input_on_a_run_is_explained_and_nothing_changes(
-    name, breaks, extra, message, finished_run, pydocs_data_dir, tmp_path):
+    name, breaks, extra, message, finished_run, pydocs_data_dir, tmp_path, prelm_train_argv,
+    run_prelm, tree_digest):
   source, _ = finished_run
   workdir = tmp_path / "run"
   shutil.copytree(source, workdir)
@@ -230,7 +229,7 @@ def test_forced_config_change_that_fails_keeps_the_run_loadable(finished_run, tm
 
 @pytest.mark.slow
 def test_hand_copied_checkpoint_of_another_model(finished_run, other_model_checkpoint,
-                                                 tmp_path):
+                                                 tmp_path, tree_digest):
   source, config = finished_run
   workdir = tmp_path / "run"
   shutil.copytree(source, workdir)
@@ -246,7 +245,7 @@ def test_hand_copied_checkpoint_of_another_model(finished_run, other_model_check
 
 @pytest.mark.slow
 def test_corrupt_latest_checkpoint_then_restore_step_resumes_from_the_previous(
-    finished_run, tmp_path):
+    finished_run, tmp_path, tree_digest):
   source, config = finished_run
   workdir = tmp_path / "run"
   shutil.copytree(source, workdir)
@@ -288,7 +287,8 @@ def small_tmpfs(tmp_path):
 
 
 @pytest.mark.slow
-def test_full_disk_while_saving_keeps_earlier_checkpoints(finished_run, small_tmpfs):
+def test_full_disk_while_saving_keeps_earlier_checkpoints(finished_run, small_tmpfs,
+                                                          tree_digest):
   source, config = finished_run
   workdir = small_tmpfs / "run"
   shutil.copytree(source, workdir)

@@ -6,17 +6,11 @@ import sys
 import pytest
 
 from prelm_jax import train
-from test_train import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 TRAIN_FLAGS = ("--config", "--workdir", "--allow_config_change", "--distributed",
                "--coordinator_address", "--num_processes", "--process_id")
 PLAN_FLAGS = ("--config", "--mesh", "--devices", "--device-memory")
-
-
-def run_cli(*args):
-  return subprocess.run([sys.executable, "-m", "prelm_jax.main", *args], cwd=REPO,
-                        capture_output=True, text=True, timeout=120)
 
 
 def run_python(code):
@@ -31,8 +25,8 @@ def run_python(code):
     (["train", "-h"], TRAIN_FLAGS, ["prelm train --config"]),
     (["plan", "--help"], PLAN_FLAGS, ["prelm plan --config"]),
 ])
-def test_help_names_commands_flags_and_an_example(args, flags, examples):
-  proc = run_cli(*args)
+def test_help_names_commands_flags_and_an_example(args, flags, examples, prelm_cli):
+  proc = prelm_cli(*args)
   assert proc.returncode == 0, proc.stderr
   assert proc.stderr == ""
   for word in ("train", "plan", "--config.a.b=value", "42") + flags:
@@ -44,8 +38,8 @@ def test_help_names_commands_flags_and_an_example(args, flags, examples):
     assert "memory of one device, e.g. 16GiB" in proc.stdout
 
 
-def test_plan_help_leaves_out_train_flags():
-  assert "--workdir" not in run_cli("plan", "--help").stdout
+def test_plan_help_leaves_out_train_flags(prelm_cli):
+  assert "--workdir" not in prelm_cli("plan", "--help").stdout
 
 
 def _write(path, text):
@@ -65,10 +59,11 @@ def _write(path, text):
      "line 5: ValueError: bad width"),
     (lambda d: _write(d / "no_get_config.py", "seed = 0\n"), "has no get_config()"),
 ])
-def test_config_file_that_does_not_load_is_one_line(make_file, expected, tmp_path):
+def test_config_file_that_does_not_load_is_one_line(make_file, expected, tmp_path,
+                                                    prelm_cli):
   path = make_file(tmp_path)
-  proc = run_cli("train", "--config", str(path), f"--workdir={tmp_path}/w",
-                 "--config.train.num_steps=3")
+  proc = prelm_cli("train", "--config", str(path), f"--workdir={tmp_path}/w",
+                   "--config.train.num_steps=3")
   assert proc.returncode == 2, proc.stderr
   assert "Traceback" not in proc.stderr
   lines = proc.stderr.splitlines()
@@ -78,7 +73,7 @@ def test_config_file_that_does_not_load_is_one_line(make_file, expected, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def finished_run(pydocs_data_dir, tmp_path_factory):
+def finished_run(pydocs_data_dir, tmp_path_factory, tiny_config):
   workdir = tmp_path_factory.mktemp("finished")
   train.run(tiny_config(pydocs_data_dir, num_steps=2, checkpoint_every=2), str(workdir))
   return workdir

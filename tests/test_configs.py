@@ -1,7 +1,4 @@
 """Every experiment config loads, and the command line reports config mistakes in one line."""
-import subprocess
-import sys
-
 import pytest
 
 from prelm_jax import registry
@@ -25,11 +22,6 @@ def test_registry_resolves_names_and_rejects_unknown():
     registry.resolve("nope")
 
 
-def run_cli(*args):
-  return subprocess.run([sys.executable, "-m", "prelm_jax.main", *args],
-                        capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.parametrize("args, expected", [
     (["--config.train.nmu_steps=5"],
      """bad --config override ('nmu_steps' Did you mean "num_steps" instead of "nmu_steps"?)"""),
@@ -37,9 +29,9 @@ def run_cli(*args):
     (["--workdir="], "--workdir is empty"),
     (["--workdir=/etc/passwd/run"], "is not writable"),
 ])
-def test_cli_errors_are_one_line(args, expected, tmp_path):
+def test_cli_errors_are_one_line(args, expected, tmp_path, prelm_cli):
   argv = ["train", "--config", "bert_tiny_pydocs", f"--workdir={tmp_path}/w", *args]
-  proc = run_cli(*argv)
+  proc = prelm_cli(*argv)
   assert proc.returncode == 2, proc.stderr
   lines = [l for l in proc.stderr.splitlines() if l.strip()]
   assert any(expected in l for l in lines), proc.stderr

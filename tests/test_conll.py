@@ -1,14 +1,11 @@
 """CoNLL and CoNLL-U readers, IOB1 -> IOB2, one-line file:line errors, and the counts of
 CoNLL-2003 and UD English GUM in ../shared/data as their PROVENANCE.md gives them."""
 import collections
-import pathlib
 
 import pytest
 
 from prelm_jax import errors
 from prelm_jax.data import conll
-
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 CONLL_2003_STYLE = """\
 -DOCSTART- -X- O O
@@ -44,31 +41,8 @@ CONLLU = """\
 """
 
 
-def shared_file(*parts):
-  path = SHARED_DATA.joinpath(*parts)
-  if not path.is_file():
-    pytest.skip(f"{path} is absent: the shared data sets are not next to this checkout")
-  return str(path)
-
-
-def write(tmp_path, name, text):
-  path = tmp_path / name
-  path.write_text(text, encoding="utf-8")
-  return str(path)
-
-
-def one_line_error(error_type, call, *needles):
-  with pytest.raises(error_type) as info:
-    call()
-  message = str(info.value)
-  assert "\n" not in message
-  for needle in needles:
-    assert needle in message, message
-  return message
-
-
-def test_read_conll_skips_docstart_and_splits_on_blank_lines(tmp_path):
-  path = write(tmp_path, "eng.testa", CONLL_2003_STYLE)
+def test_read_conll_skips_docstart_and_splits_on_blank_lines(tmp_path, write_utf8):
+  path = write_utf8(tmp_path, "eng.testa", CONLL_2003_STYLE)
   sentences = conll.read_conll(path)
   assert sentences == [
       conll.TaggedSentence(["EU", "rejects", "German", "call"],
@@ -81,27 +55,27 @@ def test_read_conll_skips_docstart_and_splits_on_blank_lines(tmp_path):
   assert pos[0].tags == ["NNP", "VBZ", "JJ", "NN"]
 
 
-def test_read_conll_wrong_number_of_columns(tmp_path):
-  path = write(tmp_path, "train.txt", "EU NNP I-NP I-ORG\nrejects VBZ O\n")
+def test_read_conll_wrong_number_of_columns(tmp_path, one_line_error, write_utf8):
+  path = write_utf8(tmp_path, "train.txt", "EU NNP I-NP I-ORG\nrejects VBZ O\n")
   one_line_error(errors.DataError, lambda: conll.read_conll(path),
                  f"{path}:2: 3 columns ('rejects VBZ O'), but the first token line (1) has 4",
                  "give every token line 4 columns")
-  path = write(tmp_path, "words.txt", "EU\nrejects\n")
+  path = write_utf8(tmp_path, "words.txt", "EU\nrejects\n")
   one_line_error(errors.DataError, lambda: conll.read_conll(path),
                  f"{path}:1: one column", "at least one tag column")
-  path = write(tmp_path, "ok.txt", "EU NNP\n")
+  path = write_utf8(tmp_path, "ok.txt", "EU NNP\n")
   one_line_error(errors.ConfigError, lambda: conll.read_conll(path, column=4),
                  "tag column 4 does not exist", "pick one of 1..1 or -1")
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "-DOCSTART- -X- O O\n\n"])
-def test_read_conll_empty(tmp_path, text):
-  path = write(tmp_path, "empty.txt", text)
+def test_read_conll_empty(tmp_path, text, one_line_error, write_utf8):
+  path = write_utf8(tmp_path, "empty.txt", text)
   one_line_error(errors.DataError, lambda: conll.read_conll(path), path)
 
 
-def test_read_conllu_skips_multiword_tokens_and_empty_nodes(tmp_path):
-  path = write(tmp_path, "dev.conllu", CONLLU)
+def test_read_conllu_skips_multiword_tokens_and_empty_nodes(tmp_path, write_utf8):
+  path = write_utf8(tmp_path, "dev.conllu", CONLLU)
   sentences = conll.read_conllu(path)
   assert sentences == [
       conll.TaggedSentence(["I", "do", "n't", "know", "."],
@@ -112,15 +86,15 @@ def test_read_conllu_skips_multiword_tokens_and_empty_nodes(tmp_path):
   assert conll.read_conllu(path, column="deprel")[0].tags[3] == "root"
 
 
-def test_read_conllu_errors(tmp_path):
-  path = write(tmp_path, "bad.conllu", "# c\n1\tI\tI\tPRON\tPRP\t_\t0\troot\t_\t_\n"
-               "2 know know VERB VB _ 1 dep _ _\n")
+def test_read_conllu_errors(tmp_path, one_line_error, write_utf8):
+  path = write_utf8(tmp_path, "bad.conllu", "# c\n1\tI\tI\tPRON\tPRP\t_\t0\troot\t_\t_\n"
+                    "2 know know VERB VB _ 1 dep _ _\n")
   one_line_error(errors.DataError, lambda: conll.read_conllu(path),
                  f"{path}:3: 1 tab-separated fields, CoNLL-U needs 10", "spaces instead of tabs")
-  path = write(tmp_path, "id.conllu", "1a\tI\tI\tPRON\tPRP\t_\t0\troot\t_\t_\n")
+  path = write_utf8(tmp_path, "id.conllu", "1a\tI\tI\tPRON\tPRP\t_\t0\troot\t_\t_\n")
   one_line_error(errors.DataError, lambda: conll.read_conllu(path),
                  f"{path}:1: ID '1a' is not a word index")
-  path = write(tmp_path, "comments.conllu", "# newdoc\n# sent_id = 1\n\n")
+  path = write_utf8(tmp_path, "comments.conllu", "# newdoc\n# sent_id = 1\n\n")
   one_line_error(errors.DataError, lambda: conll.read_conllu(path), path, "no sentences")
   one_line_error(errors.ConfigError, lambda: conll.read_conllu(path, column="pos"),
                  "CoNLL-U column 'pos' does not exist", "'upos'")
@@ -136,7 +110,7 @@ def test_iob1_to_iob2():
     conll.iob1_to_iob2(["O", "PER"])
 
 
-def test_iob1_sentences_to_iob2_names_the_bad_tag(tmp_path):
+def test_iob1_sentences_to_iob2_names_the_bad_tag(tmp_path, one_line_error):
   sentences = [conll.TaggedSentence(["EU", "rejects"], ["I-ORG", "O"], 3),
                conll.TaggedSentence(["Peter", "Blackburn"], ["I-PER", "PER"], 8)]
   converted = conll.iob1_sentences_to_iob2(sentences[:1], path="eng.testa")
@@ -154,7 +128,7 @@ def test_iob1_sentences_to_iob2_names_the_bad_tag(tmp_path):
     ("eng.testa", 3_250, 51_362, {"LOC": 1_837, "MISC": 922, "ORG": 1_341, "PER": 1_842}),
     ("eng.testb", 3_453, 46_435, {"LOC": 1_668, "MISC": 702, "ORG": 1_661, "PER": 1_617}),
 ])
-def test_conll2003_counts(name, sentences, tokens, entities):
+def test_conll2003_counts(name, sentences, tokens, entities, shared_file):
   path = shared_file("conll2003", name)
   read = conll.iob1_sentences_to_iob2(conll.read_conll(path), path=path)
   assert len(read) == sentences
@@ -168,7 +142,7 @@ def test_conll2003_counts(name, sentences, tokens, entities):
 
 @pytest.mark.parametrize("split, sentences, words", [
     ("train", 3_753, 69_760), ("dev", 784, 15_593), ("test", 890, 15_924)])
-def test_gum_counts(split, sentences, words):
+def test_gum_counts(split, sentences, words, shared_file):
   read = conll.read_conllu(shared_file("ud-english-gum", f"en_gum-ud-{split}.conllu"))
   assert len(read) == sentences
   assert sum(len(s.words) for s in read) == words

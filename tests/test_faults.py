@@ -23,9 +23,7 @@ from experiments import base
 from prelm_jax import preemption
 from prelm_jax import train
 
-from conftest import REPO
-from conftest import TINY
-from conftest import prelm_train_argv as prelm_train
+REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def start(argv, log_path):
@@ -69,19 +67,21 @@ def metric_lines(workdir):
 
 @pytest.mark.faults
 def test_sigkill_at_random_times_then_resume_matches_uninterrupted(pydocs_data_dir,
-                                                                   tmp_path):
+                                                                   tmp_path,
+                                                                   prelm_train_argv,
+                                                                   tiny_cli_overrides):
   kills_wanted = int(os.environ.get("PRELM_FAULT_KILLS", "3"))
   num_steps = 40 if kills_wanted <= 5 else 10 * kills_wanted
-  argv = lambda workdir: prelm_train(pydocs_data_dir, workdir,
-                                     **{"train.num_steps": num_steps})
+  argv = lambda workdir: prelm_train_argv(pydocs_data_dir, workdir,
+                                          **{"train.num_steps": num_steps})
   rng = random.Random(int(os.environ.get("PRELM_FAULT_SEED", "0")))
 
   # The uninterrupted reference runs in this process (one start-up less); the same
   # config through the command line, as the killed runs get it.
   straight = tmp_path / "straight"
   config = base.get_config()
-  for key, value in dict(TINY, **{"data.tfds_data_dir": pydocs_data_dir,
-                                  "train.num_steps": num_steps}).items():
+  for key, value in dict(tiny_cli_overrides, **{"data.tfds_data_dir": pydocs_data_dir,
+                                                "train.num_steps": num_steps}).items():
     section, name = key.split(".")
     config[section][name] = value
   train.run(config, str(straight))
@@ -149,9 +149,10 @@ def test_sigkill_at_random_times_then_resume_matches_uninterrupted(pydocs_data_d
 
 @pytest.mark.faults
 def test_sigterm_saves_a_checkpoint_and_exits_with_the_preemption_code(pydocs_data_dir,
-                                                                      tmp_path):
-  argv = prelm_train(pydocs_data_dir, tmp_path, **{"train.num_steps": 100000,
-                                                   "train.checkpoint_every": 1000})
+                                                                       tmp_path,
+                                                                       prelm_train_argv):
+  argv = prelm_train_argv(pydocs_data_dir, tmp_path, **{"train.num_steps": 100000,
+                                                        "train.checkpoint_every": 1000})
   log_path = tmp_path / "run.log"
   proc = start(argv, log_path)
   deadline = time.time() + 240
@@ -166,8 +167,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_preemption_code(pydocs_da
   assert f"preempted: checkpoint saved at step {steps[0]}" in log
   assert not partial_dirs(tmp_path)                  # durable before exiting
   # Resuming continues from exactly that step.
-  argv = prelm_train(pydocs_data_dir, tmp_path, **{"train.num_steps": steps[0] + 2,
-                                                   "train.checkpoint_every": 1000})
+  argv = prelm_train_argv(pydocs_data_dir, tmp_path, **{"train.num_steps": steps[0] + 2,
+                                                        "train.checkpoint_every": 1000})
   done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
   assert done.returncode == 0, done.stderr[-3000:]
   assert f"Resuming from the checkpoint at step {steps[0]}" in done.stdout
@@ -183,11 +184,11 @@ def catches_sigterm(pid):
 
 @pytest.mark.faults
 def test_sigterm_at_any_point_of_start_up_exits_42_with_nothing_to_trip_over(
-    pydocs_data_dir, tmp_path):
+    pydocs_data_dir, tmp_path, prelm_train_argv):
   """SIGTERM at 10 moments from the imports to the compile: always exit 42, never a
   crash (139) or a run that trains on; what was written lets the run start again."""
-  argv = lambda w: prelm_train(pydocs_data_dir, w, **{"train.num_steps": 100000,
-                                                      "train.checkpoint_every": 1000})
+  argv = lambda w: prelm_train_argv(pydocs_data_dir, w, **{"train.num_steps": 100000,
+                                                           "train.checkpoint_every": 1000})
   # How long start-up takes on this machine: until the first progress line (the
   # shorter of two tries: the first one also warms the disk caches).
   def time_to_first_step(name):
@@ -234,8 +235,8 @@ def test_sigterm_at_any_point_of_start_up_exits_42_with_nothing_to_trip_over(
   # furthest resumes), and a corrected command with another model starts cleanly.
   for i, overrides in ((9, {"train.num_steps": 3}),
                        (5, {"train.num_steps": 3, "model.hidden_size": 64})):
-    done = subprocess.run(prelm_train(pydocs_data_dir, tmp_path / f"w{i}", **overrides),
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    command = prelm_train_argv(pydocs_data_dir, tmp_path / f"w{i}", **overrides)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert complete_steps(tmp_path / f"w{i}")[-1] == 3
 
@@ -247,10 +248,10 @@ def free_port():
     return s.getsockname()[1]
 
 
-def start_two_processes(data_dir, tmp_path, **env):
+def start_two_processes(prelm_train_argv, data_dir, tmp_path, **env):
   """Two `prelm train` processes (4 CPU devices each) meeting on 127.0.0.1, started
   directly: launch/local.sh would itself stop the survivor when one fails."""
-  argv = prelm_train(data_dir, tmp_path / "w", **{
+  argv = prelm_train_argv(data_dir, tmp_path / "w", **{
       "train.num_steps": 100000, "train.checkpoint_every": 100000,
       "train.eval_every": 100000})
   port = free_port()
@@ -276,9 +277,9 @@ def start_two_processes(data_dir, tmp_path, **env):
 @pytest.mark.faults
 @pytest.mark.slow
 def test_when_one_process_dies_the_other_exits_within_the_heartbeat_timeout(
-    pydocs_data_dir, tmp_path):
+    pydocs_data_dir, tmp_path, prelm_train_argv):
   heartbeat = 10
-  procs = start_two_processes(pydocs_data_dir, tmp_path,
+  procs = start_two_processes(prelm_train_argv, pydocs_data_dir, tmp_path,
                               PRELM_HEARTBEAT_TIMEOUT=str(heartbeat))
   try:
     procs[1].send_signal(signal.SIGKILL)
@@ -298,8 +299,9 @@ def test_when_one_process_dies_the_other_exits_within_the_heartbeat_timeout(
 
 @pytest.mark.faults
 @pytest.mark.slow
-def test_sigterm_to_one_process_stops_both_at_the_same_step(pydocs_data_dir, tmp_path):
-  procs = start_two_processes(pydocs_data_dir, tmp_path)
+def test_sigterm_to_one_process_stops_both_at_the_same_step(pydocs_data_dir, tmp_path,
+                                                            prelm_train_argv):
+  procs = start_two_processes(prelm_train_argv, pydocs_data_dir, tmp_path)
   try:
     procs[1].send_signal(signal.SIGTERM)  # the other one hears it through jax
     codes = [p.wait(timeout=120) for p in procs]
@@ -318,9 +320,10 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(pydocs_data_dir, tmp
 
 @pytest.mark.faults
 def test_sigterm_before_the_first_step_exits_with_the_preemption_code(pydocs_data_dir,
-                                                                      tmp_path):
+                                                                      tmp_path,
+                                                                      prelm_train_argv):
   # The signal arrives while the corpus is loaded (deterministically: load_data sends it).
-  argv = prelm_train(pydocs_data_dir, tmp_path)
+  argv = prelm_train_argv(pydocs_data_dir, tmp_path)
   script = ("import os, signal, sys\n"
             "from prelm_jax import main, train\n"
             "load = train.load_data\n"

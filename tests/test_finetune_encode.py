@@ -1,7 +1,6 @@
 """Encoding for fine-tuning: [CLS] A [SEP] B [SEP] with token types, BERT's pair
 truncation, labels on each word's first WordPiece, and predictions mapped back to words
 (on a hand-written vocab, so every piece is known, and on the shared data sets)."""
-import pathlib
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ from prelm_jax.data import tokenizer
 from prelm_jax.data.conll import TaggedSentence
 from prelm_jax.data.finetune_tables import Example
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VOCAB = list(tokenizer.SPECIAL_TOKENS) + [
     "the", "cat", "##s", "un", "##believ", "##able", "play", "##ing", ".",  # 5..13
     "is", "big", "a", "dog", "ran"]                                         # 14..18
@@ -27,13 +25,6 @@ THE, CAT, S, UN, BELIEV, ABLE, PLAY, ING, DOT, IS, BIG, A, DOG, RAN = range(5, 1
 @pytest.fixture(scope="module")
 def wordpiece():
   return tokenizer.WordPiece(VOCAB, lowercase=True)
-
-
-def shared_file(*parts):
-  path = SHARED_DATA.joinpath(*parts)
-  if not path.is_file():
-    pytest.skip(f"{path} is absent: the shared data sets are not next to this checkout")
-  return str(path)
 
 
 def test_single_sentence(wordpiece):
@@ -143,7 +134,7 @@ def test_tagging_truncation_cuts_words_and_fills_them(wordpiece):
 # The shared data sets, with a WordPiece trained on their training split.
 
 
-def test_rte_dev_pairs():
+def test_rte_dev_pairs(shared_file):
   train = finetune_tables.read_table(shared_file("rte", "train.tsv"),
                                      text_columns=["sentence1", "sentence2"],
                                      label_column="label")
@@ -168,7 +159,7 @@ def test_rte_dev_pairs():
   np.testing.assert_array_equal(np.bincount(arrays["labels"]), [146, 131])
 
 
-def test_conll2003_dev_round_trip():
+def test_conll2003_dev_round_trip(shared_file):
   """Gold tags through encode -> first-piece labels -> words give back every entity;
   with truncation, exactly the entities inside the kept words."""
   train_path = shared_file("conll2003", "eng.train")

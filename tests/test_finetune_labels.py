@@ -12,16 +12,6 @@ def examples(*labels):
   return [Example(("text",), label, line) for line, label in enumerate(labels, 2)]
 
 
-def one_line_error(error_type, call, *needles):
-  with pytest.raises(error_type) as info:
-    call()
-  message = str(info.value)
-  assert "\n" not in message
-  for needle in needles:
-    assert needle in message, message
-  return message
-
-
 def test_vocabulary_is_sorted_as_glue_numbers_it():
   rte = examples("not_entailment", "entailment", "not_entailment")
   assert finetune_labels.label_vocabulary(rte, path="train.tsv") == [
@@ -34,7 +24,7 @@ def test_vocabulary_is_sorted_as_glue_numbers_it():
   assert finetune_labels.label_vocabulary(tagged, path="t") == ["B-LOC", "B-PER", "O"]
 
 
-def test_configured_vocabulary_keeps_its_order_and_must_cover_train():
+def test_configured_vocabulary_keeps_its_order_and_must_cover_train(one_line_error):
   train = examples("pos", "neg", "pos")
   assert finetune_labels.label_vocabulary(train, path="train.tsv",
                                           configured=["pos", "neg", "neutral"]) == [
@@ -50,7 +40,7 @@ def test_configured_vocabulary_keeps_its_order_and_must_cover_train():
                    "labels=")
 
 
-def test_dev_label_not_seen_in_train():
+def test_dev_label_not_seen_in_train(one_line_error):
   vocabulary = finetune_labels.label_vocabulary(examples("0", "1"), path="train.tsv")
   finetune_labels.check_known_labels(examples("1", "0", "1"), vocabulary, path="dev.tsv")
   one_line_error(errors.DataError,
@@ -64,7 +54,7 @@ def test_dev_label_not_seen_in_train():
                  "label 'B-MISCC' in eng.testa (sentence at line 12) is not among")
 
 
-def test_long_vocabularies_are_cut_in_the_message():
+def test_long_vocabularies_are_cut_in_the_message(one_line_error):
   vocabulary = [f"c{i}" for i in range(30)]
   message = one_line_error(errors.DataError,
                            lambda: finetune_labels.check_known_labels(

@@ -1,14 +1,11 @@
 """Fine-tuning metrics against values computed by hand on small cases (the arithmetic is
 written out), and entity counting on CoNLL-2003 dev."""
 import math
-import pathlib
 
 import pytest
 
 from prelm_jax import finetune_metrics
 from prelm_jax.data import conll
-
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def test_binary_classification():
@@ -105,10 +102,8 @@ def test_shape_mismatches_are_errors():
     finetune_metrics.entity_metrics([["O"], ["O"]], [["O"]])
 
 
-def test_conll2003_dev_entities_as_conll_counts_them():
-  path = SHARED_DATA / "conll2003" / "eng.testa"
-  if not path.is_file():
-    pytest.skip(f"{path} is absent: the shared data sets are not next to this checkout")
+def test_conll2003_dev_entities_as_conll_counts_them(shared_file):
+  path = shared_file("conll2003", "eng.testa")
   gold = [s.tags for s in conll.iob1_sentences_to_iob2(conll.read_conll(str(path)),
                                                          path=str(path))]
   # Dropping one single-token entity from the predictions: recall 5,941 / 5,942 shows

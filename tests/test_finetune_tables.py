@@ -1,45 +1,19 @@
 """Labelled tables (TSV/CSV/JSONL): columns by name, quoting, labels, one-line errors,
 and the GLUE files in ../shared/data read with the counts their PROVENANCE.md gives."""
 import collections
-import pathlib
 
 import pytest
 
 from prelm_jax import errors
 from prelm_jax.data import finetune_tables
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def shared_file(*parts):
-  path = SHARED_DATA.joinpath(*parts)
-  if not path.is_file():
-    pytest.skip(f"{path} is absent: the shared data sets are not next to this checkout")
-  return str(path)
-
-
-def write(tmp_path, name, text):
-  path = tmp_path / name
-  path.write_text(text, encoding="utf-8")
-  return str(path)
-
-
-def one_line_error(error_type, call, *needles):
-  """Runs call(), expects error_type with a one-line message holding every needle."""
-  with pytest.raises(error_type) as info:
-    call()
-  message = str(info.value)
-  assert "\n" not in message
-  for needle in needles:
-    assert needle in message, message
-  return message
-
-
-def test_tsv_keeps_quotes_and_reads_columns_by_name(tmp_path):
-  path = write(tmp_path, "dev.tsv", 'index\tsentence1\tsentence2\tlabel\n'
-               '0\tHe said "no.\tA "quote\tentailment\n'
-               '\n'  # blank lines are skipped
-               '1\tx\ty\tnot_entailment\n')
+def test_tsv_keeps_quotes_and_reads_columns_by_name(tmp_path, write_utf8):
+  path = write_utf8(tmp_path, "dev.tsv", 'index\tsentence1\tsentence2\tlabel\n'
+                    '0\tHe said "no.\tA "quote\tentailment\n'
+                    '\n'  # blank lines are skipped
+                    '1\tx\ty\tnot_entailment\n')
   examples = finetune_tables.read_table(path, text_columns=["sentence1", "sentence2"],
                                         label_column="label")
   assert examples == [
@@ -47,20 +21,20 @@ def test_tsv_keeps_quotes_and_reads_columns_by_name(tmp_path):
       finetune_tables.Example(("x", "y"), "not_entailment", 4)]
 
 
-def test_csv_is_quoted_and_jsonl_reads_keys(tmp_path):
-  csv_path = write(tmp_path, "train.csv", 'text,label\n"a, b ""c""",1\n"two\nlines",0\n')
+def test_csv_is_quoted_and_jsonl_reads_keys(tmp_path, write_utf8):
+  csv_path = write_utf8(tmp_path, "train.csv", 'text,label\n"a, b ""c""",1\n"two\nlines",0\n')
   examples = finetune_tables.read_table(csv_path, text_columns=["text"], label_column="label")
   assert examples == [finetune_tables.Example(('a, b "c"',), "1", 2),
                       finetune_tables.Example(("two\nlines",), "0", 3)]
-  jsonl = write(tmp_path, "train.jsonl", '{"text": "good", "label": 1}\n\n'
-                '{"text": "bad", "label": "neg", "extra": 3}\n')
+  jsonl = write_utf8(tmp_path, "train.jsonl", '{"text": "good", "label": 1}\n\n'
+                     '{"text": "bad", "label": "neg", "extra": 3}\n')
   examples = finetune_tables.read_table(jsonl, text_columns=["text"], label_column="label")
   assert examples == [finetune_tables.Example(("good",), "1", 1),
                       finetune_tables.Example(("bad",), "neg", 3)]
 
 
-def test_regression_scores_unlabelled_rows_and_delimiter_override(tmp_path):
-  path = write(tmp_path, "sts.txt", "s1|s2|score\na|b|4.750\nc|d| 0 \n")
+def test_regression_scores_unlabelled_rows_and_delimiter_override(tmp_path, write_utf8):
+  path = write_utf8(tmp_path, "sts.txt", "s1|s2|score\na|b|4.750\nc|d| 0 \n")
   examples = finetune_tables.read_table(path, text_columns=["s1", "s2"],
                                         label_column="score", delimiter="|",
                                         regression=True)
@@ -71,7 +45,7 @@ def test_regression_scores_unlabelled_rows_and_delimiter_override(tmp_path):
                         finetune_tables.Example(("d",), None, 3)]
 
 
-def test_check_text_columns():
+def test_check_text_columns(one_line_error):
   finetune_tables.check_text_columns("single", ["sentence"])
   finetune_tables.check_text_columns("pair", ["sentence1", "sentence2"])
   one_line_error(errors.ConfigError,
@@ -88,16 +62,17 @@ def test_check_text_columns():
                  lambda: finetune_tables.check_text_columns("pair", ["a", "a"]), "twice")
 
 
-def test_missing_column_lists_columns_and_suggests_the_delimiter(tmp_path):
+def test_missing_column_lists_columns_and_suggests_the_delimiter(tmp_path, one_line_error,
+                                                                 write_utf8):
   # A comma-separated file named .tsv: the header is one column holding commas.
-  path = write(tmp_path, "train.tsv", "sentence,label\nfine,1\n")
+  path = write_utf8(tmp_path, "train.tsv", "sentence,label\nfine,1\n")
   one_line_error(errors.DataError,
                  lambda: finetune_tables.read_table(path, text_columns=["sentence"],
                                                     label_column="label"),
                  path, "no column 'sentence'", "['sentence,label']",
                  "splits on commas into ['sentence', 'label']: pass delimiter=','")
   # A plain typo: the columns found and the fix.
-  path = write(tmp_path, "dev.tsv", "sentence\tlabel\nfine\t1\n")
+  path = write_utf8(tmp_path, "dev.tsv", "sentence\tlabel\nfine\t1\n")
   one_line_error(errors.DataError,
                  lambda: finetune_tables.read_table(path, text_columns=["text"],
                                                     label_column="label"),
@@ -105,8 +80,8 @@ def test_missing_column_lists_columns_and_suggests_the_delimiter(tmp_path):
                  "set the column names to ones in the header")
 
 
-def test_row_with_the_wrong_number_of_fields(tmp_path):
-  path = write(tmp_path, "train.tsv", "sentence\tlabel\nok\t1\na\ttab inside\t0\n")
+def test_row_with_the_wrong_number_of_fields(tmp_path, one_line_error, write_utf8):
+  path = write_utf8(tmp_path, "train.tsv", "sentence\tlabel\nok\t1\na\ttab inside\t0\n")
   one_line_error(errors.DataError,
                  lambda: finetune_tables.read_table(path, text_columns=["sentence"],
                                                     label_column="label"),
@@ -118,8 +93,8 @@ def test_row_with_the_wrong_number_of_fields(tmp_path):
     ("  \n\n", "is empty"),
     ("sentence\tlabel\n", "has a header but no rows"),
 ])
-def test_empty_files(tmp_path, text, needle):
-  path = write(tmp_path, "train.tsv", text)
+def test_empty_files(tmp_path, text, needle, one_line_error, write_utf8):
+  path = write_utf8(tmp_path, "train.tsv", text)
   one_line_error(errors.DataError,
                  lambda: finetune_tables.read_table(path, text_columns=["sentence"],
                                                     label_column="label"),
@@ -133,8 +108,8 @@ def test_empty_files(tmp_path, text, needle):
     ("t.jsonl", '{"s": "a", "score": [1]}\n', ":1: the score 'score' is [1]"),
     ("t.jsonl", '{"s": "a", "score": true}\n', ":1: the score 'score' is True"),
 ])
-def test_bad_regression_scores(tmp_path, name, text, needle):
-  path = write(tmp_path, name, text)
+def test_bad_regression_scores(tmp_path, name, text, needle, one_line_error, write_utf8):
+  path = write_utf8(tmp_path, name, text)
   one_line_error(errors.DataError,
                  lambda: finetune_tables.read_table(path, text_columns=["s"],
                                                     label_column="score", regression=True),
@@ -150,15 +125,15 @@ def test_bad_regression_scores(tmp_path, name, text, needle):
     ('{"s": "a", "y": 1.0}\n', ":1: label 'y' is 1.0"),
     ('{"s": "a", "y": null}\n', ":1: the label 'y' is empty"),
 ])
-def test_bad_jsonl(tmp_path, text, needle):
-  path = write(tmp_path, "train.jsonl", text)
+def test_bad_jsonl(tmp_path, text, needle, one_line_error, write_utf8):
+  path = write_utf8(tmp_path, "train.jsonl", text)
   one_line_error(errors.DataError,
                  lambda: finetune_tables.read_table(path, text_columns=["s"], label_column="y"),
                  path + needle)
 
 
-def test_unknown_extension_missing_file_and_not_utf8(tmp_path):
-  path = write(tmp_path, "train.txt", "s\ty\na\t1\n")
+def test_unknown_extension_missing_file_and_not_utf8(tmp_path, one_line_error, write_utf8):
+  path = write_utf8(tmp_path, "train.txt", "s\ty\na\t1\n")
   one_line_error(errors.DataError,
                  lambda: finetune_tables.read_table(path, text_columns=["s"], label_column="y"),
                  path, "name the file .tsv, .csv or .jsonl, or pass the delimiter")
@@ -183,6 +158,14 @@ def test_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
   assert examples == [finetune_tables.Example(("hi",), "1", 2)]
 
 
+def test_bad_byte_after_a_byte_order_mark_is_placed_in_the_file(tmp_path):
+  path = tmp_path / "excel.csv"
+  path.write_bytes("\ufefftext,label\n".encode("utf-8") + b"caf\xe9,1\n")
+  # The BOM's 3 bytes count: 3 + 11 + 3 = byte 17, as a hex editor shows it.
+  with pytest.raises(errors.DataError, match=r"excel.csv:2: not UTF-8 text \(byte 17: "):
+    finetune_tables.read_table(str(path), text_columns=["text"], label_column="label")
+
+
 # The GLUE copies in ../shared/data; expected numbers from their PROVENANCE.md.
 
 
@@ -190,7 +173,7 @@ def test_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
     ("train", {"1": 37_569, "0": 29_780}),
     ("dev", {"1": 444, "0": 428}),
 ])
-def test_sst2(split, counts):
+def test_sst2(split, counts, shared_file):
   examples = finetune_tables.read_table(shared_file("sst2", f"{split}.tsv"),
                                         text_columns=["sentence"], label_column="label")
   assert collections.Counter(e.label for e in examples) == counts
@@ -201,7 +184,7 @@ def test_sst2(split, counts):
     ("train", {"entailment": 1_249, "not_entailment": 1_241}, 454),
     ("dev", {"entailment": 146, "not_entailment": 131}, 48),
 ])
-def test_rte(split, counts, rows_with_quotes):
+def test_rte(split, counts, rows_with_quotes, shared_file):
   examples = finetune_tables.read_table(shared_file("rte", f"{split}.tsv"),
                                         text_columns=["sentence1", "sentence2"],
                                         label_column="label")
@@ -214,7 +197,7 @@ def test_rte(split, counts, rows_with_quotes):
     ("train", 5_749, 2.701, 252),
     ("dev", 1_500, 2.364, 110),
 ])
-def test_stsb(split, count, mean, rows_with_quotes):
+def test_stsb(split, count, mean, rows_with_quotes, shared_file):
   examples = finetune_tables.read_table(shared_file("stsb", f"{split}.tsv"),
                                         text_columns=["sentence1", "sentence2"],
                                         label_column="score", regression=True)
@@ -225,7 +208,7 @@ def test_stsb(split, count, mean, rows_with_quotes):
   assert sum('"' in a + b for a, b in (e.texts for e in examples)) == rows_with_quotes
 
 
-def test_real_tsv_read_with_the_wrong_delimiter():
+def test_real_tsv_read_with_the_wrong_delimiter(one_line_error, shared_file):
   path = shared_file("rte", "dev.tsv")
   one_line_error(errors.DataError,
                  lambda: finetune_tables.read_table(

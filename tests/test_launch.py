@@ -29,7 +29,8 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 LOCAL_SH = REPO / "launch" / "local.sh"
 SUBMIT_SH = REPO / "launch" / "slurm" / "submit.sh"
 TPU_SH = REPO / "launch" / "tpu" / "tpu.sh"
-SLURM_PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
+SLURM_PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")  # .ci/run installs them
+SLURM_PROGRAMS = ("sbatch", "slurmctld", "slurmd", "munged")
 
 
 def free_port():
@@ -38,14 +39,8 @@ def free_port():
     return s.getsockname()[1]
 
 
-def read_metrics(workdir):
-  lines = pathlib.Path(workdir, "metrics.jsonl").read_text().splitlines()
-  return [json.loads(l) for l in lines]
-
-
-def losses(workdir):
-  return [(r["step"], r["split"], r["loss"], r["mlm_loss"], r["nsp_loss"])
-          for r in read_metrics(workdir)]
+def losses(records):
+  return [(r["step"], r["split"], r["loss"], r["mlm_loss"], r["nsp_loss"]) for r in records]
 
 
 def micro_args(data_dir, workdir):
@@ -62,9 +57,9 @@ def micro_run_8dev(pydocs_data_dir, tmp_path_factory):
   return train.run(config, str(workdir))
 
 
-def assert_same_run(workdir, reference):
+def assert_same_run(read_metrics, workdir, reference):
   """Losses of every logged step and the restored parameters match `reference`."""
-  got, want = losses(workdir), losses(reference.workdir)
+  got, want = losses(read_metrics(workdir)), losses(read_metrics(reference.workdir))
   assert [r[:2] for r in got] == [r[:2] for r in want]
   assert [r[:2] for r in got] == [(1, "train"), (2, "train"), (3, "train"), (4, "train"),
                                   (4, "eval")]
@@ -98,7 +93,8 @@ def test_local_refuses_bad_options():
 
 
 @pytest.mark.slow  # ~50 s on 2 cores: two jax processes import and compile
-def test_local_two_processes_match_one(pydocs_data_dir, micro_run_8dev, tmp_path):
+def test_local_two_processes_match_one(pydocs_data_dir, micro_run_8dev, tmp_path,
+                                       read_metrics):
   workdir = tmp_path / "local_2x4"
   proc = subprocess.run(
       [LOCAL_SH, "--processes", "2", "--devices-per-process", "4", "--",
@@ -110,7 +106,7 @@ def test_local_two_processes_match_one(pydocs_data_dir, micro_run_8dev, tmp_path
   # Only process 0 prints the summary (both compute it).
   assert proc.stdout.count("Validation after 4 steps") == 1
   assert "[p0] Validation after 4 steps" in proc.stdout
-  assert_same_run(workdir, micro_run_8dev)
+  assert_same_run(read_metrics, workdir, micro_run_8dev)
 
 
 def test_local_stops_the_others_when_one_fails(tmp_path):
@@ -338,20 +334,22 @@ def test_submit_and_tpu_without_sbatch_or_gcloud_say_so(launch, tool, hint, tmp_
 # --- a one-node SLURM cluster -------------------------------------------------------------
 
 def slurm_missing():
-  """Why SLURM cannot run here (installing it with apt-get if possible), or None."""
+  """Why SLURM cannot run here, or None. Installing it is CI's job (.ci/run), not a test's."""
   if os.geteuid() != 0:
     return "the one-node SLURM cluster needs root (it starts munged and slurmd)"
-  if all(shutil.which(b) for b in ("sbatch", "slurmctld", "slurmd", "munged")):
-    return None
-  if not shutil.which("apt-get"):
-    return "slurm-wlm is not installed and there is no apt-get to install it"
-  env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-  for cmd in (["apt-get", "update", "-qq"],
-              ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *SLURM_PACKAGES]):
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    if proc.returncode:
-      return f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-300:]}"
+  missing = [b for b in SLURM_PROGRAMS if not shutil.which(b)]
+  if missing:
+    return (f"SLURM is not installed (no {', '.join(missing)} on PATH); install "
+            f"{' '.join(SLURM_PACKAGES)} as .ci/run does")
   return None
+
+
+def test_slurm_missing_says_what_to_install_and_installs_nothing(monkeypatch):
+  monkeypatch.setattr(os, "geteuid", lambda: 0)
+  monkeypatch.setattr(shutil, "which", lambda b: None if b in ("slurmd", "munged") else b)
+  monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail(f"ran {a}"))
+  assert slurm_missing() == ("SLURM is not installed (no slurmd, munged on PATH); install "
+                             "slurmctld slurmd slurm-client munge as .ci/run does")
 
 
 def slurm_conf(root, ctld_port, slurmd_port):
@@ -380,8 +378,8 @@ def munge_works():
 def slurm_cluster():
   """The environment for sbatch to reach a one-node SLURM cluster started here.
 
-  Skips (fails under CI=true) when SLURM cannot be installed. Stops every daemon it
-  started afterwards.
+  Skips (fails under CI=true) when SLURM is not installed or this is not root. Stops
+  every daemon it started afterwards.
   """
   reason = slurm_missing()
   if reason:
@@ -439,7 +437,7 @@ def wait_for_job(job_id, env, timeout):
 
 @pytest.mark.slow  # ~60 s on 2 cores: cluster start, two jax processes import and compile
 def test_slurm_job_of_two_tasks_matches_one_process(pydocs_data_dir, micro_run_8dev,
-                                                    slurm_cluster, tmp_path):
+                                                    slurm_cluster, tmp_path, read_metrics):
   workdir, log = tmp_path / "slurm_2x4", tmp_path / "job.out"
   env = dict(slurm_cluster, JAX_PLATFORMS="cpu", PRELM_PYTHON=sys.executable,
              XLA_FLAGS="--xla_force_host_platform_device_count=4",
@@ -455,4 +453,4 @@ def test_slurm_job_of_two_tasks_matches_one_process(pydocs_data_dir, micro_run_8
   # Both tasks joined through SLURM's environment (srun --label prefixes "<task>: ").
   assert "0: prelm: process 0 of 2, 4 local of 8 devices" in out, out[-4000:]
   assert "1: prelm: process 1 of 2, 4 local of 8 devices" in out, out[-4000:]
-  assert_same_run(workdir, micro_run_8dev)
+  assert_same_run(read_metrics, workdir, micro_run_8dev)

@@ -8,8 +8,6 @@ import pytest
 
 from prelm_jax import nonfinite
 from prelm_jax import train
-from test_train import read_metrics
-from test_train import tiny_config
 
 
 def saved_steps(workdir):
@@ -17,7 +15,8 @@ def saved_steps(workdir):
 
 
 def test_stop_policy_keeps_last_good_checkpoint_and_reports_the_step(pydocs_data_dir,
-                                                                    tmp_path):
+                                                                     tmp_path, read_metrics,
+                                                                     tiny_config):
   # The NaN comes at step 5, between the log at 4 and the one at 8: the check before
   # the save at step 6 must catch it, so checkpoint 6 is never written.
   config = tiny_config(pydocs_data_dir, num_steps=8, log_every=4, checkpoint_every=2,
@@ -34,7 +33,8 @@ def test_stop_policy_keeps_last_good_checkpoint_and_reports_the_step(pydocs_data
   assert [r["step"] for r in read_metrics(tmp_path, "train")] == [4]
 
 
-def test_skip_policy_drops_exactly_the_bad_update(pydocs_data_dir, tmp_path):
+def test_skip_policy_drops_exactly_the_bad_update(pydocs_data_dir, tmp_path, read_metrics,
+                                                  tiny_config):
   config = tiny_config(pydocs_data_dir, num_steps=3, log_every=1, checkpoint_every=1,
                        eval_every=100, nonfinite_policy="skip", debug_nan_at_step=3)
   skipped = train.run(config, str(tmp_path))
@@ -52,7 +52,8 @@ def test_skip_policy_drops_exactly_the_bad_update(pydocs_data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_skip_policy_stops_after_consecutive_overflows(pydocs_data_dir, tmp_path):
+def test_skip_policy_stops_after_consecutive_overflows(pydocs_data_dir, tmp_path,
+                                                       tiny_config):
   # A real overflow, no test hook: a learning rate of 1e30 sends the params to ~1e30
   # after the first update, and every later forward pass overflows.
   config = tiny_config(pydocs_data_dir, num_steps=20, log_every=10, checkpoint_every=100,

@@ -1,16 +1,9 @@
 """`prelm plan`: ahead-of-time compilation of the train step for a mesh, no corpus."""
-import subprocess
-import sys
 
 import pytest
 
 from prelm_jax import plan
 from prelm_jax import registry
-
-
-def run_cli(*args):
-  return subprocess.run([sys.executable, "-m", "prelm_jax.main", "plan", *args],
-                        capture_output=True, text=True, timeout=300)
 
 
 def test_bert_large_on_32_fsdp_devices_holds_a_32nd_of_params_and_optimizer_state():
@@ -37,10 +30,10 @@ def test_bert_large_on_32_fsdp_devices_holds_a_32nd_of_params_and_optimizer_stat
   assert plan.report(result, plan.parse_bytes("1GiB"))[-1].startswith("Memory: does NOT fit")
 
 
-def test_cli_prints_the_plan_of_a_small_model():
-  proc = run_cli("--config", "bert_tiny_pydocs", "--mesh", "data=2,fsdp=2,tensor=2",
-                 "--device-memory", "1GiB", "--config.model.num_layers=1",
-                 "--config.train.batch_size=16")
+def test_cli_prints_the_plan_of_a_small_model(prelm_cli):
+  proc = prelm_cli("plan", "--config", "bert_tiny_pydocs", "--mesh", "data=2,fsdp=2,tensor=2",
+                   "--device-memory", "1GiB", "--config.model.num_layers=1",
+                   "--config.train.batch_size=16", timeout=300)
   assert proc.returncode == 0, proc.stderr
   out = proc.stdout
   assert "on 8 cpu devices, mesh {'data': 2, 'fsdp': 2, 'tensor': 2}" in out
@@ -60,8 +53,8 @@ def test_cli_prints_the_plan_of_a_small_model():
     (["--mesh", "data=8", "--config.sharding.logical_axis_rules=(('heads','model'),)"],
      "maps 'heads' to mesh axis 'model', but the mesh"),
 ])
-def test_cli_bad_input_is_one_line(args, expected):
-  proc = run_cli("--config", "bert_tiny_pydocs", *args)
+def test_cli_bad_input_is_one_line(args, expected, prelm_cli):
+  proc = prelm_cli("plan", "--config", "bert_tiny_pydocs", *args, timeout=300)
   assert proc.returncode == 2, (proc.stdout, proc.stderr)
   lines = proc.stderr.strip().splitlines()
   assert expected in lines[-1] and lines[-1].startswith("prelm: error: "), proc.stderr

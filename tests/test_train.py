@@ -1,38 +1,16 @@
 """End-to-end training on the pydocs corpus with a very small BERT."""
 import json
-import os
-import pathlib
 
 import jax
 import numpy as np
 import pytest
 
-from experiments import base
 from prelm_jax import train
 from prelm_jax import workdir as workdir_lib
-from conftest import tree_digest
 
 
-def tiny_config(data_dir, **train_overrides):
-  config = base.get_config()
-  config.model.update(num_layers=1, hidden_size=32, num_heads=2, mlp_dim=64,
-                      max_position_embeddings=64)
-  config.data.update(tfds_data_dir=data_dir, vocab_size=600, max_seq_len=64,
-                     max_predictions_per_seq=10)
-  config.train.update(num_steps=8, batch_size=16, eval_batch_size=16, log_every=2,
-                      eval_every=4, checkpoint_every=4)
-  config.train.update(train_overrides)
-  config.optim.update(learning_rate=3e-3, warmup_steps=2)
-  return config
-
-
-def read_metrics(workdir, split):
-  """The records of one split in <workdir>/metrics.jsonl."""
-  lines = pathlib.Path(workdir, "metrics.jsonl").read_text().splitlines()
-  return [r for r in map(json.loads, lines) if r["split"] == split]
-
-
-def test_training_loss_falls_and_outputs_are_written(pydocs_data_dir, tmp_path, capfd):
+def test_training_loss_falls_and_outputs_are_written(pydocs_data_dir, tmp_path, capfd,
+                                                     read_metrics, tiny_config):
   config = tiny_config(pydocs_data_dir, num_steps=40, log_every=10, eval_every=20,
                        checkpoint_every=20)
   capfd.readouterr()
@@ -63,7 +41,8 @@ def test_training_loss_falls_and_outputs_are_written(pydocs_data_dir, tmp_path, 
                 if p.name.isdigit()) == [20, 40]
 
 
-def test_resume_equals_uninterrupted_run(pydocs_data_dir, tmp_path):
+def test_resume_equals_uninterrupted_run(pydocs_data_dir, tmp_path, read_metrics,
+                                         tiny_config):
   config = tiny_config(pydocs_data_dir)
   straight = train.run(config, str(tmp_path / "straight"))
   interrupted = tmp_path / "interrupted"
@@ -83,7 +62,8 @@ def test_resume_equals_uninterrupted_run(pydocs_data_dir, tmp_path):
 
 
 def test_changed_model_is_refused_without_touching_checkpoints(pydocs_data_dir, tmp_path,
-                                                               capfd):
+                                                               capfd, tiny_config,
+                                                               tree_digest):
   config = tiny_config(pydocs_data_dir, num_steps=4)
   train.run(config, str(tmp_path))
   before = tree_digest(tmp_path / "checkpoints")

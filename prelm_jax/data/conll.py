@@ -46,16 +46,20 @@ def read_conll(path, *, column=-1):
       another number of columns than the first token line (file:line).
     errors.ConfigError: `column` is not one of the file's columns.
   """
-  text = local_files.read_text(path)
-  sentences = []
-  words, tags, start = [], [], None
+  sentences = _sentences(_conll_tokens(path, local_files.read_text(path), column))
+  if not sentences:
+    raise errors.DataError(f"{path} has no sentences, only -DOCSTART- lines: point to a "
+                           "file with tokens in it")
+  return sentences
+
+
+def _conll_tokens(path, text, column):
+  """(line, word, tag) of each token line of a CoNLL file; None between sentences."""
   width = first_line = None
   for line, raw in enumerate(text.split("\n"), 1):
     fields = raw.split()
     if not fields or fields[0] == "-DOCSTART-":
-      if words:
-        sentences.append(TaggedSentence(words, tags, start))
-      words, tags = [], []
+      yield None
       continue
     if width is None:
       width, first_line = len(fields), line
@@ -71,16 +75,7 @@ def read_conll(path, *, column=-1):
           f"{path}:{line}: {len(fields)} columns ({raw.strip()!r}), but the first token "
           f"line ({first_line}) has {width}; a word with a space, or a missing tag? give "
           f"every token line {width} columns")
-    if not words:
-      start = line
-    words.append(fields[0])
-    tags.append(fields[column])
-  if words:
-    sentences.append(TaggedSentence(words, tags, start))
-  if not sentences:
-    raise errors.DataError(f"{path} has no sentences, only -DOCSTART- lines: point to a "
-                           "file with tokens in it")
-  return sentences
+    yield line, fields[0], fields[column]
 
 
 def read_conllu(path, *, column="upos"):
@@ -103,16 +98,21 @@ def read_conllu(path, *, column="upos"):
   if column not in CONLLU_FIELDS:
     raise errors.ConfigError(f"CoNLL-U column {column!r} does not exist: use one of "
                              f"{list(CONLLU_FIELDS)}")
-  index = CONLLU_FIELDS.index(column)
-  text = local_files.read_text(path)
-  sentences = []
-  words, tags, start = [], [], None
+  tokens = _conllu_tokens(path, local_files.read_text(path), CONLLU_FIELDS.index(column))
+  sentences = _sentences(tokens)
+  if not sentences:
+    raise errors.DataError(f"{path} has no sentences, only comments: point to a CoNLL-U "
+                           "file with tokens in it")
+  return sentences
+
+
+def _conllu_tokens(path, text, index):
+  """(line, FORM, field `index`) of each word line of a CoNLL-U file; None between
+  sentences."""
   for line, raw in enumerate(text.split("\n"), 1):
     raw = raw.rstrip("\r")
     if not raw.strip():
-      if words:
-        sentences.append(TaggedSentence(words, tags, start))
-      words, tags = [], []
+      yield None
       continue
     if raw.startswith("#"):
       continue
@@ -129,15 +129,23 @@ def read_conllu(path, *, column="upos"):
       raise errors.DataError(f"{path}:{line}: ID {word_id!r} is not a word index (3), "
                              "a multi-word range (3-4) or an empty node (5.1); fix the "
                              "line")
+    yield line, fields[1], fields[index]
+
+
+def _sentences(tokens):
+  """TaggedSentences of (line, word, tag) tokens, split where a token is None."""
+  sentences, words, tags, start = [], [], [], None
+  for token in [*tokens, None]:
+    if token is None:
+      if words:
+        sentences.append(TaggedSentence(words, tags, start))
+      words, tags = [], []
+      continue
+    line, word, tag = token
     if not words:
       start = line
-    words.append(fields[1])
-    tags.append(fields[index])
-  if words:
-    sentences.append(TaggedSentence(words, tags, start))
-  if not sentences:
-    raise errors.DataError(f"{path} has no sentences, only comments: point to a CoNLL-U "
-                           "file with tokens in it")
+    words.append(word)
+    tags.append(tag)
   return sentences
 
 

@@ -9,10 +9,9 @@ import pathlib
 import zlib
 
 from prelm_jax import errors
+from prelm_jax.data import local_files
 
 BAD_UTF8_POLICIES = ("error", "replace")
-_BOM = "\ufeff"
-_ENCODED_REPLACEMENT = "\ufffd".encode("utf-8")
 
 
 def patterns(paths):
@@ -67,22 +66,9 @@ def read_text(path, bad_utf8="error"):
     errors.DataError: bytes that are not UTF-8 (with "error"), or a broken .gz.
   """
   data = _read_bytes(path)
-  try:
-    text = data.decode("utf-8")
-    replaced = 0
-  except UnicodeDecodeError as e:
-    if bad_utf8 != "replace":
-      where = "of the decompressed text " if path.name.endswith(".gz") else ""
-      line = data.count(b"\n", 0, e.start) + 1
-      raise errors.DataError(
-          f"{path}: not UTF-8 at byte {e.start} {where}(line {line}: {e.reason}); "
-          "re-save it as UTF-8, or pass --config.data.bad_utf8=replace to read each bad "
-          "byte sequence as U+FFFD") from None
-    text = data.decode("utf-8", "replace")
-    # Each bad sequence becomes one U+FFFD; a U+FFFD the file spelled out itself
-    # (bytes EF BF BD, which are always decoded as a whole) is not counted.
-    replaced = text.count("\ufffd") - data.count(_ENCODED_REPLACEMENT)
-  # The BOM is decoded as U+FEFF rather than skipped as utf-8-sig would, so error
-  # offsets above are offsets in the file.
-  text = text.removeprefix(_BOM).replace("\r\n", "\n").replace("\r", "\n")
-  return text, replaced
+  where = "of the decompressed text " if path.name.endswith(".gz") else ""
+  text, replaced = local_files.decode_utf8(data, lambda byte, line, reason: (
+      f"{path}: not UTF-8 at byte {byte} {where}(line {line}: {reason}); re-save it as "
+      "UTF-8, or pass --config.data.bad_utf8=replace to read each bad byte sequence as "
+      "U+FFFD"), replace=bad_utf8 == "replace")
+  return text.replace("\r\n", "\n").replace("\r", "\n"), replaced

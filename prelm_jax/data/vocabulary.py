@@ -21,8 +21,8 @@ def load_or_train(data_cfg, config_dict, wd, train_texts):
   """
   path = wd.file(workdir_lib.VOCAB_FILE)
   if workdir_lib.vocab_belongs_to_run(wd, config_dict):
-    fix = ("put the run's own vocab.txt back (its checkpoints were trained with it), or "
-           "start a new --workdir") if wd.has_checkpoints else (
+    fix = (f"put the run's own {workdir_lib.VOCAB_FILE} back (its checkpoints were "
+           "trained with it), or start a new --workdir") if wd.has_checkpoints else (
                "fix it, or delete it to train a new one")
     return tokenizer_lib.load_wordpiece(path, data_cfg.lowercase, fix=fix), False
   wordpiece = tokenizer_lib.train_wordpiece(train_texts, data_cfg.vocab_size,
