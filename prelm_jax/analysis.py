@@ -76,7 +76,7 @@ def load_run(workdir, step=None, *, best=False):
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {checkpoints}")
   abstract, _, _ = state_lib.abstract_state_and_shardings(task, model, tx, mesh)
-  best_dir = os.path.join(workdir, "best")
+  best_dir = os.path.join(workdir, workdir_lib.BEST_DIR)
   if best and os.path.isdir(best_dir) and os.listdir(best_dir):
     best_mngr = ocp.CheckpointManager(best_dir, options=ocp.CheckpointManagerOptions(
         read_only=True))

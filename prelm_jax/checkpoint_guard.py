@@ -104,8 +104,12 @@ def check_vocab_size(mngr, step, vocab_size, vocab_path):
 
 
 # tensorstore's status codes for stored bytes that are missing, cut short or do not
-# decode; it raises them as ValueError("DATA_LOSS: Error reading ...").
-_UNREADABLE_CODES = ("DATA_LOSS:", "OUT_OF_RANGE:", "NOT_FOUND:", "FAILED_PRECONDITION:")
+# decode; it raises them as ValueError("DATA_LOSS: Error reading ..."). Which one a
+# damaged file gives depends on where the damage falls (a cut chunk may fail to
+# decompress: INVALID_ARGUMENT), so every read error orbax wraps counts too.
+_UNREADABLE_CODES = ("DATA_LOSS:", "OUT_OF_RANGE:", "NOT_FOUND:", "FAILED_PRECONDITION:",
+                     "INVALID_ARGUMENT:", "UNKNOWN:")
+_ORBAX_READ_ERROR = "Encountered error while reading"
 
 
 def _chain(e):
@@ -126,6 +130,10 @@ def _unreadable_file(e):
   return isinstance(e, ValueError) and str(e).startswith(_UNREADABLE_CODES)
 
 
+def _orbax_read_error(e):
+  return type(e) is Exception and str(e).startswith(_ORBAX_READ_ERROR)  # pylint: disable=unidiomatic-typecheck
+
+
 def unreadable_cause(e):
   """The exception in `e`'s chain that says the checkpoint's files are missing,
   truncated or garbled, or None: then the restore failed for another reason.
@@ -137,7 +145,10 @@ def unreadable_cause(e):
   links = _chain(e)
   if any(isinstance(l, MemoryError) or "RESOURCE_EXHAUSTED" in str(l) for l in links):
     return None
-  return next((l for l in links if _unreadable_file(l)), None)
+  # The specific cause names the problem best; orbax's wrapper alone still means a read
+  # of the stored bytes failed.
+  return next((l for l in links if _unreadable_file(l)),
+              next((l for l in links if _orbax_read_error(l)), None))
 
 
 def restore(mngr, step, abstract_state, vocab_path, vocab_size):

@@ -8,12 +8,7 @@ import os
 import jax
 import tensorboardX
 
-from prelm_jax import jsonio
 from prelm_jax import workdir as workdir_lib
-
-# train.py writes final_metrics.json through this name; the fine-tuning branch switches
-# it to jsonio.write_json when it merges.
-write_json = jsonio.write_json
 
 
 class MetricsWriter:

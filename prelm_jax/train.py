@@ -19,6 +19,7 @@ from prelm_jax import checkpoint_guard
 from prelm_jax import checkpointing
 from prelm_jax import distributed
 from prelm_jax import errors
+from prelm_jax import jsonio
 from prelm_jax import metrics as metrics_lib
 from prelm_jax import nonfinite
 from prelm_jax import optim
@@ -32,9 +33,6 @@ from prelm_jax import validation
 from prelm_jax import workdir as workdir_lib
 from prelm_jax.data import tokenizer as tokenizer_lib
 
-FINAL_METRICS_FILE = "final_metrics.json"
-PREDICTIONS_FILE = "predictions_dev.tsv"  # fine-tuning: the final dev predictions
-BEST_DIR = "best"  # fine-tuning: the params of the best evaluation (task.best_metric)
 
 
 @dataclasses.dataclass
@@ -202,7 +200,7 @@ def _run(config, workdir, allow_config_change, stop_at, experiment):
       train_fn = state_lib.jit_train_step(task, model, tx, schedule, state_shardings, mesh)
       eval_fn = state_lib.jit_eval_step(task, model, state_shardings.params, mesh)
       saver = Saver(mngr, wd, config, tokenizer.vocab_size, restored)
-      best = checkpointing.BestParams(wd.file(BEST_DIR), task.best_metric) if (
+      best = checkpointing.BestParams(wd.file(workdir_lib.BEST_DIR), task.best_metric) if (
           task.keeps_best) else None
 
       def evaluate_now(state):
@@ -222,7 +220,7 @@ def _run(config, workdir, allow_config_change, stop_at, experiment):
         final_eval, predictions = evaluate_now(state)
         final = {"step": end_step, "split": "eval", **final_eval}
         if predictions is not None and jax.process_index() == 0:
-          task.write_predictions(wd.file(PREDICTIONS_FILE), predictions, task.dev)
+          task.write_predictions(wd.file(workdir_lib.PREDICTIONS_FILE), predictions, task.dev)
   finally:
     with checkpoint_guard.explain_save_errors(mngr):
       mngr.wait_until_finished()
@@ -231,7 +229,7 @@ def _run(config, workdir, allow_config_change, stop_at, experiment):
     if best is not None:
       best.close()
   if final is not None and jax.process_index() == 0:
-    metrics_lib.write_json(wd.file(FINAL_METRICS_FILE), final)
+    jsonio.write_json(wd.file(workdir_lib.FINAL_METRICS_FILE), final)
   return RunResult(final, state, model, tokenizer, wd.path, task)
 
 

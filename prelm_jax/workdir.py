@@ -30,6 +30,10 @@ CHECKPOINTS_DIR = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 FINAL_METRICS_FILE = "final_metrics.json"
 TENSORBOARD_DIR = "tensorboard"
+# Fine-tuning runs also keep:
+LABELS_FILE = "labels.txt"  # the label list, one per line: a label's line is its id
+PREDICTIONS_FILE = "predictions_dev.tsv"  # the final dev predictions, for a person
+BEST_DIR = "best"  # the params of the best evaluation by the task's metric
 # Sections whose change makes a checkpoint mean something else.
 GUARDED_SECTIONS = ("task", "model", "data")
 # ... except these keys, which only say where things are.

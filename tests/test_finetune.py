@@ -19,18 +19,12 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO
-from conftest import run_prelm
-from conftest import tree_digest
 from prelm_jax import analysis
-from prelm_jax import errors
 from prelm_jax import preemption
 from prelm_jax import registry
 from prelm_jax import train
-from test_train import read_metrics
-from test_train import tiny_config
 
-SHARED = REPO.parent / "shared" / "data"
+REPO = pathlib.Path(__file__).resolve().parents[1]
 GOOD = ["good", "great", "lovely", "fine", "superb", "charming"]
 BAD = ["bad", "awful", "dull", "poor", "weak", "boring"]
 FILLER = ["the", "film", "was", "a", "story", "and", "acting", "plot", "really", "quite"]
@@ -56,7 +50,7 @@ def sentiment(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pretrained(pydocs_data_dir, tmp_path_factory):
+def pretrained(pydocs_data_dir, tmp_path_factory, tiny_config):
   """A tiny pre-training run on an 8-device fsdp mesh (checkpoint at step 4); 4 heads,
   so that fine-tuning can split them over tensor=4."""
   workdir = tmp_path_factory.mktemp("pretrained")
@@ -80,11 +74,13 @@ def sst_config(init_from, train_path, dev_path, **train_overrides):
   return config
 
 
-def first_losses(workdir):
-  return [r["loss"] for r in read_metrics(workdir, "train")]
+@pytest.fixture
+def first_losses(read_metrics):
+  return lambda workdir: [r["loss"] for r in read_metrics(workdir, "train")]
 
 
-def test_classification_from_a_pretrained_run_on_any_mesh(pretrained, sentiment, tmp_path):
+def test_classification_from_a_pretrained_run_on_any_mesh(pretrained, sentiment, tmp_path,
+                                                           first_losses):
   train_path, dev_path = sentiment
   _, _, pre_params, _ = analysis.load_run(str(pretrained))
   losses = {}
@@ -121,7 +117,7 @@ def test_classification_from_a_pretrained_run_on_any_mesh(pretrained, sentiment,
 
 
 def test_finetuning_outputs_best_params_predictions_and_predict(pretrained, sentiment,
-                                                                tmp_path):
+                                                                tmp_path, read_metrics):
   train_path, dev_path = sentiment
   config = sst_config(pretrained, train_path, dev_path, num_epochs=2.0)
   config.optim.update(warmup_fraction=0.1)
@@ -154,7 +150,8 @@ def test_finetuning_outputs_best_params_predictions_and_predict(pretrained, sent
   assert not (tmp_path / "x.tsv").exists()
 
 
-def test_finetuning_resume_equals_uninterrupted_run(pretrained, sentiment, tmp_path):
+def test_finetuning_resume_equals_uninterrupted_run(pretrained, sentiment, tmp_path,
+                                                    read_metrics):
   train_path, dev_path = sentiment
   config = sst_config(pretrained, train_path, dev_path)
   config.model.dropout_rate = 0.1  # dropout too: its keys are a function of the step
@@ -235,7 +232,8 @@ def assert_one_line(proc, pattern):
 
 
 def test_bad_finetuning_input_is_one_line_and_writes_nothing(pretrained, sentiment,
-                                                             tmp_path):
+                                                             tmp_path, run_prelm,
+                                                             tree_digest):
   train_path, dev_path = sentiment
   unseen = tmp_path / "unseen.tsv"
   unseen.write_text(dev_path.read_text() + "an odd one\t2\n")
@@ -279,7 +277,8 @@ def test_bad_finetuning_input_is_one_line_and_writes_nothing(pretrained, sentime
 
 
 @pytest.mark.faults
-def test_sigterm_during_finetuning_saves_and_resumes(pretrained, sentiment, tmp_path):
+def test_sigterm_during_finetuning_saves_and_resumes(pretrained, sentiment, tmp_path,
+                                                     run_prelm):
   train_path, dev_path = sentiment
   argv = finetune_cli(pretrained, tmp_path / "w", "sst2", **{
       "data.train_path": train_path, "data.dev_path": dev_path, "train.num_steps": 100000,
@@ -306,20 +305,14 @@ def test_sigterm_during_finetuning_saves_and_resumes(pretrained, sentiment, tmp_
   assert f"Resuming from the checkpoint at step {steps[0]}" in proc.stdout
 
 
-def shared_file(*parts):
-  path = SHARED.joinpath(*parts)
-  if not path.exists():
-    pytest.skip(f"{path} is absent (../shared/data is not beside the repo)")
-  return path
-
-
 def head(path, lines, out):
+  """The first `lines` lines of `path`, written to `out`."""
   with open(path, encoding="utf-8") as f:
     out.write_text("".join(l for _, l in zip(range(lines), f)))
   return out
 
 
-def test_real_files_regression_and_pos(pretrained, tmp_path):
+def test_real_files_regression_and_pos(pretrained, tmp_path, shared_file):
   """STS-B (regression) and UD GUM (UPOS, CoNLL-U) heads of the real files."""
   stsb_train = head(shared_file("stsb", "train.tsv"), 161, tmp_path / "stsb_train.tsv")
   stsb_dev = head(shared_file("stsb", "dev.tsv"), 49, tmp_path / "stsb_dev.tsv")

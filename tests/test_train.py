@@ -32,7 +32,7 @@ def test_training_loss_falls_and_outputs_are_written(pydocs_data_dir, tmp_path, 
   assert logged[-1]["mlm_loss"] < logged[0]["mlm_loss"] - 0.5, logged
   evals = read_metrics(tmp_path, "eval")
   assert [r["step"] for r in evals] == [20, 40]
-  final = json.loads((tmp_path / train.FINAL_METRICS_FILE).read_text())
+  final = json.loads((tmp_path / workdir_lib.FINAL_METRICS_FILE).read_text())
   assert final == result.final_metrics and final["step"] == 40
   assert 0.0 <= final["mlm_accuracy"] <= 1.0
   assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))

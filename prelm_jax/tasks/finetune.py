@@ -22,8 +22,6 @@ from prelm_jax.data import tokenizer as tokenizer_lib
 from prelm_jax.data import vocabulary
 from prelm_jax.tasks import base
 
-LABELS_FILE = "labels.txt"  # the label list, one per line: a label's line is its id
-
 # config.model keys that define the encoder's weights: taken from the init_from run.
 ARCHITECTURE_KEYS = ("encoder", "num_layers", "hidden_size", "num_heads", "mlp_dim",
                      "max_position_embeddings", "type_vocab_size", "pre_ln",
@@ -152,7 +150,7 @@ class FinetuneTask(base.Task):
 
   def attach_run(self, workdir):
     """For a finished run (notebooks, `prelm predict`): its label list."""
-    path = os.path.join(workdir, LABELS_FILE)
+    path = os.path.join(workdir, workdir_lib.LABELS_FILE)
     if os.path.exists(path):
       with open(path, encoding="utf-8") as f:
         self.labels = f.read().split("\n")[:-1]
@@ -161,7 +159,7 @@ class FinetuneTask(base.Task):
     train = self.read(self._path("train_path"))
     dev = self.read(self._path("dev_path"))
     self.labels = self.label_list(train, dev)
-    saved = os.path.join(wd.path, LABELS_FILE)
+    saved = os.path.join(wd.path, workdir_lib.LABELS_FILE)
     if os.path.exists(saved) and wd.has_checkpoints:
       with open(saved, encoding="utf-8") as f:
         if f.read().split("\n")[:-1] != self.labels:
@@ -180,7 +178,7 @@ class FinetuneTask(base.Task):
       tokenizer, is_new = vocabulary.load_or_train(
           self.config.data, self.config.to_dict(), wd, self.texts_of(train))
     return base.PreparedData(tokenizer, is_new, {"train": train, "dev": dev},
-                             files={LABELS_FILE: "".join(l + "\n" for l in self.labels)})
+                             files={workdir_lib.LABELS_FILE: "".join(l + "\n" for l in self.labels)})
 
   def num_steps(self, prepared):
     """config.train.num_epochs (> 0) in steps, rounded up; None: num_steps as given."""
