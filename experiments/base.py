@@ -99,7 +99,6 @@ def get_config(arg=None):
   # bad steps in a row.
   config.train.nonfinite_policy = "stop"
   config.train.max_consecutive_skips = 5
-  config.train.debug_nan_at_step = -1    # testing aid: step k's loss becomes NaN
   # -1: resume from the latest checkpoint; a step: resume from that one instead (e.g.
   # when the latest is corrupt). Later checkpoints move to checkpoints_set_aside/.
   config.train.restore_step = -1

@@ -66,8 +66,7 @@ def jit_train_step(task, model, tx, schedule, state_shardings, mesh, *,
   return jax.jit(
       functools.partial(step_lib.train_step, task=task, model=model, tx=tx,
                         schedule=schedule, grad_accum_steps=train.grad_accum_steps,
-                        nonfinite_policy=train.nonfinite_policy,
-                        debug_nan_at_step=train.debug_nan_at_step),
+                        nonfinite_policy=train.nonfinite_policy),
       in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
       out_shardings=(state_shardings, None), donate_argnums=0,
       compiler_options=compiler_options)

@@ -61,7 +61,7 @@ def accumulated_grads(loss_fn, params, batch, rng, num_micro):
 
 
 def train_step(state, batch, *, task, model, tx, schedule, nonfinite_policy="stop",
-               grad_accum_steps=1, debug_nan_at_step=-1):
+               grad_accum_steps=1):
   """One optimiser step of any task. Jitted once (state.jit_train_step), state donated.
 
   The task supplies the loss and its metric sums (tasks/base.py); everything else here
@@ -72,17 +72,14 @@ def train_step(state, batch, *, task, model, tx, schedule, nonfinite_policy="sto
   that of one B-row batch (the loss is normalised by the whole batch's weights).
   nonfinite_policy="skip" drops the update of a step whose loss or gradient is not
   finite (nonfinite.py); its metrics are left out of the sums and counted in
-  `skipped_steps`. debug_nan_at_step=k (>= 1) makes step k's loss NaN: a testing aid.
+  `skipped_steps`.
   """
   dropout_rng = jax.random.fold_in(state.rng, state.step)
   denominators = task.denominators(batch)
 
   def loss_fn(params, micro, rng):
-    loss, sums = task.loss_and_sums(model, params, micro, deterministic=False,
-                                    rngs={"dropout": rng}, denominators=denominators)
-    if debug_nan_at_step > 0:  # NaN reaches the gradients too, as a real overflow would
-      loss = loss * jnp.where(state.step + 1 == debug_nan_at_step, jnp.nan, 1.0)
-    return loss, sums
+    return task.loss_and_sums(model, params, micro, deterministic=False,
+                              rngs={"dropout": rng}, denominators=denominators)
 
   (loss, sums), grads = accumulated_grads(loss_fn, state.params, batch, dropout_rng,
                                           grad_accum_steps)

@@ -8,6 +8,24 @@ import pytest
 
 from prelm_jax import nonfinite
 from prelm_jax import train
+from prelm_jax.data import pretrain
+
+
+@pytest.fixture
+def nan_at_step(monkeypatch):
+  """nan_at_step(k): step k's batch carries NaN MLM weights, so its loss, gradients
+  and (when the update is applied) params go non-finite, as a real overflow would;
+  injected through the data, with no hook in the production step."""
+  def inject(k):
+    batch = pretrain.PretrainData.batch
+
+    def poisoned(self, step):
+      out = batch(self, step)
+      if step + 1 == k:
+        out["mlm_weights"] = np.full_like(out["mlm_weights"], np.nan)
+      return out
+    monkeypatch.setattr(pretrain.PretrainData, "batch", poisoned)
+  return inject
 
 
 def saved_steps(workdir):
@@ -16,11 +34,13 @@ def saved_steps(workdir):
 
 def test_stop_policy_keeps_last_good_checkpoint_and_reports_the_step(pydocs_data_dir,
                                                                      tmp_path, read_metrics,
-                                                                     tiny_config):
+                                                                     tiny_config,
+                                                                     nan_at_step):
   # The NaN comes at step 5, between the log at 4 and the one at 8: the check before
   # the save at step 6 must catch it, so checkpoint 6 is never written.
   config = tiny_config(pydocs_data_dir, num_steps=8, log_every=4, checkpoint_every=2,
-                       debug_nan_at_step=5, nonfinite_policy="stop")
+                       nonfinite_policy="stop")
+  nan_at_step(5)
   with pytest.raises(nonfinite.NonFiniteError, match="non-finite loss, grad_norm, params at "
                      "step 5.*last good checkpoint is step 4"):
     train.run(config, str(tmp_path))
@@ -34,9 +54,10 @@ def test_stop_policy_keeps_last_good_checkpoint_and_reports_the_step(pydocs_data
 
 
 def test_skip_policy_drops_exactly_the_bad_update(pydocs_data_dir, tmp_path, read_metrics,
-                                                  tiny_config):
+                                                  tiny_config, nan_at_step):
   config = tiny_config(pydocs_data_dir, num_steps=3, log_every=1, checkpoint_every=1,
-                       eval_every=100, nonfinite_policy="skip", debug_nan_at_step=3)
+                       eval_every=100, nonfinite_policy="skip")
+  nan_at_step(3)
   skipped = train.run(config, str(tmp_path))
   assert int(skipped.state.step) == 3
   # Step 3's update dropped: params and optimizer moments equal the checkpoint of step 2.
