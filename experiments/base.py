@@ -71,6 +71,9 @@ def get_config(arg=None):
   config.data.dev_path = ""
   config.data.format = "table"           # table (.tsv/.csv/.jsonl) | conll | conllu
   config.data.text_columns = ("sentence",)  # one column, or two for a sentence pair
+  # classify: True reads two text columns as [CLS] A [SEP] B [SEP] (RTE, MRPC, STS-B);
+  # set by the pair experiments, so a single column given to them is refused.
+  config.data.sentence_pair = False
   config.data.label_column = "label"
   config.data.labels = ()                # () = the labels seen in the training file
   config.data.delimiter = ""             # "" = from the extension (tab for .tsv)

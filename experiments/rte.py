@@ -10,4 +10,5 @@ from experiments import _finetune
 def get_config(arg=None):
   del arg
   return _finetune.get_config("classify", text_columns=("sentence1", "sentence2"),
+                              sentence_pair=True,
                               label_column="label")

@@ -12,6 +12,7 @@ import jax
 from prelm_jax import errors
 from prelm_jax import nonfinite
 from prelm_jax import sharding
+from prelm_jax.data import finetune_tables
 from prelm_jax.data import plain_text
 from prelm_jax.data import text_sources
 from prelm_jax.model import config as model_config
@@ -139,9 +140,9 @@ def check_finetune_data(config):
   if data.format not in FORMATS:
     _fail("data.format", data.format, f"it must be one of {', '.join(FORMATS)}",
           "use table (.tsv/.csv/.jsonl), conll or conllu")
-  if config.get("task") == "classify" and len(data.text_columns) not in (1, 2):
-    _fail("data.text_columns", tuple(data.text_columns), "it must name 1 or 2 columns",
-          "pass e.g. --config.data.text_columns='(\"sentence1\", \"sentence2\")'")
+  if config.get("task") == "classify":
+    finetune_tables.check_text_columns("pair" if data.sentence_pair else "single",
+                                       data.text_columns)
   if config.init_step < -1:
     _fail("init_step", config.init_step, "it must be >= -1",
           "use -1 (the latest checkpoint of init_from) or one of its steps")

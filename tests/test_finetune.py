@@ -266,6 +266,8 @@ def test_bad_finetuning_input_is_one_line_and_writes_nothing(pretrained, sentime
        r"config.model.hidden_size=64 conflicts with the pre-trained run's 32"),
       ("sst2", pretrained, {"data.dev_path": dev_path},
        r"config.data.train_path is not set: pass --config.data.train_path=FILE"),
+      ("rte", pretrained, dict(ok, **{"data.text_columns": "('sentence',)"}),
+       r"config.data.text_columns: a pair task reads 2 text column\(s\), got 1"),
   ]
   before = tree_digest(pretrained)
   for i, (name, init, overrides, message) in enumerate(cases):

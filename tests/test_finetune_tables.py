@@ -54,7 +54,7 @@ def test_check_text_columns(one_line_error):
                  "['sentence1', 'sentence2']")
   one_line_error(errors.ConfigError,
                  lambda: finetune_tables.check_text_columns("single", ["a", "b"]),
-                 "single task reads 1", "use a pair task")
+                 "single task reads 1", "--config.data.sentence_pair=True")
   one_line_error(errors.ConfigError,
                  lambda: finetune_tables.check_text_columns("single", "sentence"),
                  "is a string", "['sentence']")

@@ -57,19 +57,19 @@ def check_text_columns(task_kind, text_columns):
     raise ValueError(f"task_kind={task_kind!r}; expected one of "
                      f"{list(TEXT_COLUMNS_PER_KIND)}")
   if isinstance(text_columns, str):
-    raise errors.ConfigError(f"text_columns={text_columns!r} is a string: give a list of "
-                             f"column names, e.g. [{text_columns!r}]")
+    raise errors.ConfigError(f"config.data.text_columns={text_columns!r} is a string: give "
+                             f"a list of column names, e.g. [{text_columns!r}]")
   want = TEXT_COLUMNS_PER_KIND[task_kind]
   columns = list(text_columns)
   if len(columns) != want:
     fix = ("list segment A's column then B's, e.g. ['sentence1', 'sentence2']"
            if task_kind == "pair" else
-           "list one column, or use a pair task for two texts")
-    raise errors.ConfigError(f"a {task_kind} task reads {want} text column(s), got "
-                             f"{len(columns)}: {columns}; {fix}")
+           "list one column, or set --config.data.sentence_pair=True for two texts")
+    raise errors.ConfigError(f"config.data.text_columns: a {task_kind} task reads {want} "
+                             f"text column(s), got {len(columns)}: {columns}; {fix}")
   if len(set(columns)) != len(columns):
-    raise errors.ConfigError(f"text_columns={columns} names a column twice: name segment "
-                             "A's and B's columns")
+    raise errors.ConfigError(f"config.data.text_columns={columns} names a column twice: "
+                             "name segment A's and B's columns")
 
 
 def read_table(path, *, text_columns, label_column, delimiter=None, regression=False):

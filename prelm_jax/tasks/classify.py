@@ -28,8 +28,8 @@ class ClassifyTask(finetune.FinetuneTask):
   def __init__(self, config):
     super().__init__(config)
     self.regression = bool(config.data.regression)
-    kind = "pair" if len(config.data.text_columns) == 2 else "single"
-    finetune_tables.check_text_columns(kind, tuple(config.data.text_columns))
+    finetune_tables.check_text_columns("pair" if config.data.sentence_pair else "single",
+                                       config.data.text_columns)
     self.labels = list(config.data.labels)
     self.best_metric = ("pearson", "max") if self.regression else ("accuracy", "max")
     self.reported_metrics = (("pearson", "spearman", "mse") if self.regression
