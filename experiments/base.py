@@ -69,6 +69,14 @@ def get_config(arg=None):
   # Fine-tuning inputs (tasks/classify.py, tasks/tagging.py).
   config.data.train_path = ""
   config.data.dev_path = ""
+  # Optional, labelled like dev: evaluated once at the end with the params of the best
+  # dev evaluation (final_metrics.json's "test", predictions_test.tsv). Unlabelled
+  # files (GLUE's test sets): `prelm predict`.
+  config.data.test_path = ""
+  # > 0: train on this many examples of train_path, a random subset drawn with
+  # train_subset_seed (the same for every run seed): learning curves, low-data studies.
+  config.data.train_examples = 0
+  config.data.train_subset_seed = 0
   config.data.format = "table"           # table (.tsv/.csv/.jsonl) | conll | conllu
   config.data.text_columns = ("sentence",)  # one column, or two for a sentence pair
   # classify: True reads two text columns as [CLS] A [SEP] B [SEP] (RTE, MRPC, STS-B);
@@ -120,6 +128,9 @@ def get_config(arg=None):
   config.optim.b2 = 0.999
   config.optim.eps = 1e-6
   config.optim.grad_clip_norm = 1.0       # global-norm clipping; 0: none
+  # < 1: layer-wise learning-rate decay (fine-tuning; ELECTRA uses 0.8): the head at
+  # the full rate, each encoder layer below at this times the one above, embeddings last.
+  config.optim.layer_decay = 1.0
 
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1                  # -1: all devices not used by the other axes

@@ -67,7 +67,7 @@ def load_run(workdir, step=None, *, best=False):
   task = tasks.get(config)
   task.attach_run(workdir)
   model = task.build_model(tokenizer.vocab_size)
-  tx, _ = optim.make_optimizer(config.optim, config.train.num_steps)
+  tx, _ = optim.make_optimizer(config.optim, config.train.num_steps, config.model.num_layers)
   config.mesh.update(data=1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1, dcn_tensor=1)
   mesh = sharding.create_mesh(config.mesh, devices=jax.local_devices()[:1])
   checkpoints = os.path.join(workdir, workdir_lib.CHECKPOINTS_DIR)

@@ -78,6 +78,17 @@ class BestParams:
     self._mngr.save(step, args=ocp.args.StandardSave(params),
                     metrics={k: float(v) for k, v in metrics.items()})
 
+  def restore(self, like_params):
+    """(step, params) of the best evaluation, onto the shardings of `like_params`;
+    None when nothing was kept (e.g. no evaluation had the metric)."""
+    self._mngr.wait_until_finished()
+    step = self._mngr.best_step()
+    if step is None:
+      return None
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like_params)
+    return step, self._mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+
   def close(self):
     self._mngr.wait_until_finished()
     self._mngr.close()

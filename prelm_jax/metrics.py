@@ -64,8 +64,8 @@ def drop_records_after(workdir, step, *, drop_eval_at_step=False):
   Args:
     workdir: the run directory.
     step: the restored step; records with a larger step go.
-    drop_eval_at_step: also drop eval records at `step` (the final evaluation, which
-      a run restored at its last step repeats).
+    drop_eval_at_step: also drop eval and test records at `step` (the final
+      evaluation, which a run restored at its last step repeats).
   """
   path = os.path.join(workdir, workdir_lib.METRICS_FILE)
   if not os.path.exists(path):
@@ -78,7 +78,7 @@ def drop_records_after(workdir, step, *, drop_eval_at_step=False):
       except json.JSONDecodeError:
         continue
       if record["step"] > step or (drop_eval_at_step and record["step"] == step
-                                   and record["split"] == "eval"):
+                                   and record["split"] != "train"):
         continue
       kept.append(line if line.endswith("\n") else line + "\n")
   tmp = f"{path}.tmp"

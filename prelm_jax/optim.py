@@ -1,6 +1,10 @@
-"""AdamW with BERT's schedule: linear warm-up, then linear or cosine decay."""
+"""AdamW with BERT's schedule: linear warm-up, then linear or cosine decay; optionally
+layer-wise learning-rate decay for fine-tuning."""
+import re
+
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import optax
 
 # BERT decays every weight matrix and embedding, never biases (`bias`, `output_bias`)
@@ -41,11 +45,54 @@ def decay_mask(params):
       is_decayed, params, is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
-def make_optimizer(optim_cfg, num_steps):
-  """Returns (optax transformation, learning-rate schedule)."""
+def layer_depth(path, num_layers):
+  """The depth of a parameter for layer-wise decay: the embeddings 0, encoder layer i
+  i + 1, everything above the last layer (pooler, heads) num_layers + 1. A scanned
+  encoder's stacked "layers" params get an array of depths 1..num_layers along their
+  leading axis."""
+  names = [str(getattr(k, "key", k)) for k in path]
+  if "embeddings" in names:
+    return 0
+  if "layers" in names:
+    return jnp.arange(1, num_layers + 1)
+  for name in names:
+    match = re.fullmatch(r"layer_(\d+)", name)
+    if match:
+      return int(match.group(1)) + 1
+  return num_layers + 1
+
+
+def scale_by_layer_decay(decay, num_layers):
+  """Multiplies each update by decay ** (num_layers + 1 - depth) (ELECTRA, BEiT): the
+  head trains at the full rate, each layer below it at `decay` times the one above.
+  With AdamW's update (rate x (Adam direction + weight decay)) this is the same as
+  scaling each parameter's learning rate."""
+  def update(updates, state, params=None):
+    del params
+    def scale(path, u):
+      exponent = num_layers + 1 - layer_depth(path, num_layers)
+      factor = jnp.asarray(decay, u.dtype) ** exponent
+      if jnp.ndim(factor):  # scanned layers: one factor per slice of the leading axis
+        factor = factor.reshape((-1,) + (1,) * (u.ndim - 1))
+      return u * factor
+    return jax.tree_util.tree_map_with_path(scale, updates), state
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def make_optimizer(optim_cfg, num_steps, num_layers=None):
+  """Returns (optax transformation, learning-rate schedule).
+
+  num_layers (the encoder's) is needed when optim_cfg.layer_decay is below 1.
+  """
   schedule = make_schedule(optim_cfg, num_steps)
-  adamw = optax.adamw(schedule, b1=optim_cfg.b1, b2=optim_cfg.b2, eps=optim_cfg.eps,
-                      weight_decay=optim_cfg.weight_decay, mask=decay_mask)
-  if not optim_cfg.grad_clip_norm:  # 0: no clipping (optax would scale grads to 0)
-    return adamw, schedule
-  return optax.chain(optax.clip_by_global_norm(optim_cfg.grad_clip_norm), adamw), schedule
+  parts = []
+  if optim_cfg.grad_clip_norm:  # 0: no clipping (optax would scale grads to 0)
+    parts.append(optax.clip_by_global_norm(optim_cfg.grad_clip_norm))
+  parts.append(optax.adamw(schedule, b1=optim_cfg.b1, b2=optim_cfg.b2, eps=optim_cfg.eps,
+                           weight_decay=optim_cfg.weight_decay, mask=decay_mask))
+  layer_decay = optim_cfg.get("layer_decay", 1.0)
+  if layer_decay != 1.0:
+    if num_layers is None:
+      raise ValueError("optim.layer_decay needs the encoder's num_layers")
+    parts.append(scale_by_layer_decay(layer_decay, num_layers))
+  return (parts[0] if len(parts) == 1 else optax.chain(*parts)), schedule

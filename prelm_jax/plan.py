@@ -87,7 +87,7 @@ def compile_plan(config, num_devices):
   validation.check(config, mesh)
   task = tasks.get(config)
   model = task.build_model(config.data.vocab_size)
-  tx, schedule = optim.make_optimizer(config.optim, config.train.num_steps)
+  tx, schedule = optim.make_optimizer(config.optim, config.train.num_steps, config.model.num_layers)
   start = time.perf_counter()
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.config_rules(config)):
     abstract, shardings, _ = state.abstract_state_and_shardings(task, model, tx, mesh)

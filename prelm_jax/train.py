@@ -50,10 +50,10 @@ def say(message):
   progress_lib.say(message, enabled=jax.process_index() == 0)
 
 
-def evaluate(task, eval_fn, params, eval_batches, mesh):
+def evaluate(task, eval_fn, params, eval_sets, mesh, split="eval"):
   """(metrics, every example's prediction or None) over one eval set."""
   totals, predictions = None, []
-  for batch in eval_batches:
+  for batch in eval_sets[split]:
     sums, preds = eval_fn(params, sharding.global_batch(batch, mesh))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     if preds is not None:  # the rows of every process, in global order
@@ -62,7 +62,7 @@ def evaluate(task, eval_fn, params, eval_batches, mesh):
   if not predictions:
     return summary, None
   predictions = np.concatenate(predictions)
-  return task.eval_metrics(summary, predictions), predictions
+  return task.eval_metrics(summary, predictions, split), predictions
 
 
 def create_workdir(wd, config, prepared):
@@ -180,7 +180,7 @@ def _run(config, workdir, allow_config_change, stop_at, experiment):
   model = task.build_model(tokenizer.vocab_size)
   num_steps = config.train.num_steps
   end_step = num_steps if stop_at is None else min(stop_at, num_steps)
-  tx, schedule = optim.make_optimizer(config.optim, num_steps)
+  tx, schedule = optim.make_optimizer(config.optim, num_steps, config.model.num_layers)
   mngr = checkpointing.manager(wd.file(workdir_lib.CHECKPOINTS_DIR),
                                config.train.keep_checkpoints)
   writer = metrics_lib.MetricsWriter(wd.path)
@@ -206,8 +206,7 @@ def _run(config, workdir, allow_config_change, stop_at, experiment):
       def evaluate_now(state):
         """Evaluates, logs, and keeps the params if they are the best so far."""
         done = int(jax.device_get(state.step))
-        metrics, predictions = evaluate(task, eval_fn, state.params,
-                                        data.eval_sets["eval"], mesh)
+        metrics, predictions = evaluate(task, eval_fn, state.params, data.eval_sets, mesh)
         writer.write(done, "eval", metrics)
         if best is not None:
           best.offer(done, state.params, metrics)
@@ -221,6 +220,9 @@ def _run(config, workdir, allow_config_change, stop_at, experiment):
         final = {"step": end_step, "split": "eval", **final_eval}
         if predictions is not None and jax.process_index() == 0:
           task.write_predictions(wd.file(workdir_lib.PREDICTIONS_FILE), predictions, task.dev)
+        if "test" in data.eval_sets:
+          final["test"] = evaluate_test(task, eval_fn, state.params, best, data.eval_sets,
+                                        mesh, writer, wd)
   finally:
     with checkpoint_guard.explain_save_errors(mngr):
       mngr.wait_until_finished()
@@ -231,6 +233,20 @@ def _run(config, workdir, allow_config_change, stop_at, experiment):
   if final is not None and jax.process_index() == 0:
     jsonio.write_json(wd.file(workdir_lib.FINAL_METRICS_FILE), final)
   return RunResult(final, state, model, tokenizer, wd.path, task)
+
+
+def evaluate_test(task, eval_fn, params, best, eval_sets, mesh, writer, wd):
+  """The test set, once at the end, with the params of the best dev evaluation (the
+  last params when the task keeps no best): choose on dev, report on test."""
+  kept = best.restore(params) if best is not None else None
+  step, params = kept if kept else (None, params)
+  metrics, predictions = evaluate(task, eval_fn, params, eval_sets, mesh, "test")
+  end_step = task.config.train.num_steps
+  writer.write(end_step, "test", metrics)
+  if predictions is not None and jax.process_index() == 0:
+    task.write_predictions(wd.file(workdir_lib.TEST_PREDICTIONS_FILE), predictions,
+                           task.eval_data["test"])
+  return {"step": end_step if step is None else step, **metrics}
 
 
 class Saver:

@@ -143,6 +143,8 @@ def check_finetune_data(config):
   if config.get("task") == "classify":
     finetune_tables.check_text_columns("pair" if data.sentence_pair else "single",
                                        data.text_columns)
+  _at_least(data, "train_examples", 0, prefix="data.",
+            fix="use 0 for the whole training file, or a number of examples")
   if config.init_step < -1:
     _fail("init_step", config.init_step, "it must be >= -1",
           "use -1 (the latest checkpoint of init_from) or one of its steps")
@@ -179,6 +181,7 @@ def check_optim(optim):
     _between(optim, key, 0, 1, prefix=p, high_open=True)
   if not optim.eps > 0:
     _fail(p + "eps", optim.eps, "it must be > 0", "use e.g. --config.optim.eps=1e-6")
+  _between(optim, "layer_decay", 0, 1, prefix=p, low_open=True)
   _at_least(optim, "grad_clip_norm", 0, prefix=p,
             fix="use e.g. --config.optim.grad_clip_norm=1.0 (BERT's), or 0 for no clipping")
 

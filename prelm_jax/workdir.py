@@ -33,6 +33,7 @@ TENSORBOARD_DIR = "tensorboard"
 # Fine-tuning runs also keep:
 LABELS_FILE = "labels.txt"  # the label list, one per line: a label's line is its id
 PREDICTIONS_FILE = "predictions_dev.tsv"  # the final dev predictions, for a person
+TEST_PREDICTIONS_FILE = "predictions_test.tsv"  # data.test_path's, by the best params
 BEST_DIR = "best"  # the params of the best evaluation by the task's metric
 # Sections whose change makes a checkpoint mean something else.
 GUARDED_SECTIONS = ("task", "model", "data")

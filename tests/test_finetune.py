@@ -150,6 +150,44 @@ def test_finetuning_outputs_best_params_predictions_and_predict(pretrained, sent
   assert not (tmp_path / "x.tsv").exists()
 
 
+def test_test_set_is_scored_once_with_the_best_dev_params(pretrained, sentiment, tmp_path,
+                                                         read_metrics):
+  train_path, dev_path = sentiment
+  test_path = write_sentiment(tmp_path / "test.tsv", 40, 2)
+  config = sst_config(pretrained, train_path, dev_path, num_epochs=3.0)
+  config.data.update(test_path=str(test_path), train_examples=64)
+  result = train.run(config, str(tmp_path / "run"))
+  # 64 of the 256 training examples: 4 steps an epoch, dev after each.
+  evals = read_metrics(tmp_path / "run", "eval")
+  assert [r["step"] for r in evals] == [4, 8, 12]
+  test = result.final_metrics["test"]
+  best_accuracy = max(r["accuracy"] for r in evals)
+  assert test["step"] in [r["step"] for r in evals if r["accuracy"] == best_accuracy]
+  assert read_metrics(tmp_path / "run", "test") == [
+      {"step": 12, "split": "test", **{k: v for k, v in test.items() if k != "step"}}]
+  rows = [r.split("\t") for r in
+          (tmp_path / "run" / "predictions_test.tsv").read_text().splitlines()[1:]]
+  assert len(rows) == 40
+  assert test["accuracy"] == pytest.approx(np.mean([r[-2] == r[-1] for r in rows]))
+  assert json.loads((tmp_path / "run" / "final_metrics.json").read_text())["test"] == test
+
+
+def test_train_subset_is_the_same_for_every_run_seed(pretrained, sentiment):
+  from prelm_jax import tasks  # pylint: disable=g-import-not-at-top
+  train_path, dev_path = sentiment
+  def subset(**overrides):
+    config = sst_config(pretrained, train_path, dev_path)
+    config.data.train_examples = 100
+    config.update(overrides.pop("top", {}))
+    config.data.update(overrides)
+    task = tasks.get(config)
+    return [r.line for r in task._subset(task.read(str(train_path)))]  # pylint: disable=protected-access
+  lines = subset()
+  assert len(lines) == len(set(lines)) == 100 and lines == sorted(lines)
+  assert subset(top={"seed": 7}) == lines
+  assert subset(train_subset_seed=1) != lines
+
+
 def test_finetuning_resume_equals_uninterrupted_run(pretrained, sentiment, tmp_path,
                                                     read_metrics):
   train_path, dev_path = sentiment
@@ -266,6 +304,10 @@ def test_bad_finetuning_input_is_one_line_and_writes_nothing(pretrained, sentime
        r"config.model.hidden_size=64 conflicts with the pre-trained run's 32"),
       ("sst2", pretrained, {"data.dev_path": dev_path},
        r"config.data.train_path is not set: pass --config.data.train_path=FILE"),
+      ("sst2", pretrained, dict(ok, **{"data.test_path": unseen}),
+       r"label '2' in .*unseen.tsv \(line 50\) is not among the training labels"),
+      ("sst2", pretrained, dict(ok, **{"data.train_examples": 1000}),
+       r"config.data.train_examples=1000 exceeds the 256 examples of .*train.tsv"),
       ("rte", pretrained, dict(ok, **{"data.text_columns": "('sentence',)"}),
        r"config.data.text_columns: a pair task reads 2 text column\(s\), got 1"),
   ]

@@ -97,8 +97,9 @@ class Task:
     """(metric sums, per-example predictions or None) of an eval batch."""
     return self.loss_and_sums(model, params, batch, deterministic=True)[1], None
 
-  def eval_metrics(self, summary, predictions):
-    """The eval summary plus metrics that need every prediction (fine-tuning)."""
+  def eval_metrics(self, summary, predictions, split="eval"):
+    """The summary of eval set `split` plus metrics that need every prediction
+    (fine-tuning)."""
     return summary
 
   def write_predictions(self, path, predictions, dev):

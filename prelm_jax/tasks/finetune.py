@@ -14,6 +14,7 @@ import math
 import os
 
 import jax.numpy as jnp
+import numpy as np
 
 from prelm_jax import errors
 from prelm_jax import workdir as workdir_lib
@@ -89,7 +90,8 @@ class FinetuneTask(base.Task):
   def read(self, path):
     raise NotImplementedError
 
-  def label_list(self, train, dev):
+  def label_list(self, train, evals):
+    """The label vocabulary from `train`; `evals` ({path: records}) may hold no other."""
     raise NotImplementedError
 
   def texts_of(self, records):
@@ -156,9 +158,13 @@ class FinetuneTask(base.Task):
         self.labels = f.read().split("\n")[:-1]
 
   def prepare_data(self, wd):
-    train = self.read(self._path("train_path"))
-    dev = self.read(self._path("dev_path"))
-    self.labels = self.label_list(train, dev)
+    data = self.config.data
+    train = self._subset(self.read(self._path("train_path")))
+    evals = {"dev": self.read(self._path("dev_path"))}
+    if data.test_path:
+      evals["test"] = self.read(data.test_path)
+    self.labels = self.label_list(
+        train, {data[f"{name}_path"]: records for name, records in evals.items()})
     saved = os.path.join(wd.path, workdir_lib.LABELS_FILE)
     if os.path.exists(saved) and wd.has_checkpoints:
       with open(saved, encoding="utf-8") as f:
@@ -177,8 +183,22 @@ class FinetuneTask(base.Task):
     else:
       tokenizer, is_new = vocabulary.load_or_train(
           self.config.data, self.config.to_dict(), wd, self.texts_of(train))
-    return base.PreparedData(tokenizer, is_new, {"train": train, "dev": dev},
+    return base.PreparedData(tokenizer, is_new, {"train": train, **evals},
                              files={workdir_lib.LABELS_FILE: "".join(l + "\n" for l in self.labels)})
+
+  def _subset(self, train):
+    """config.data.train_examples records of `train` (0: all), drawn at random with
+    data.train_subset_seed and kept in file order: the same subset for every run
+    seed, so that runs differ only in init and batch order."""
+    wanted = self.config.data.train_examples
+    if not wanted:
+      return train
+    if wanted > len(train):
+      raise errors.ConfigError(
+          f"config.data.train_examples={wanted} exceeds the {len(train)} examples of "
+          f"{self.config.data.train_path}; lower it, or 0 for all")
+    rng = np.random.default_rng(self.config.data.train_subset_seed)
+    return [train[i] for i in sorted(rng.permutation(len(train))[:wanted])]
 
   def num_steps(self, prepared):
     """config.train.num_epochs (> 0) in steps, rounded up; None: num_steps as given."""
@@ -192,24 +212,37 @@ class FinetuneTask(base.Task):
     config, inputs = self.config, prepared.inputs
     spec = self.batch_spec()
     train_arrays, _ = self.encode(inputs["train"], prepared.tokenizer)
-    dev_arrays, self.dev_truncated = self.encode(inputs["dev"], prepared.tokenizer)
-    self.dev = (inputs["dev"], dev_arrays)
     device = lambda arrays: {k: v for k, v in arrays.items() if k in spec}
     process = dict(process_index=process_index, process_count=process_count)
     train = array_batches.ArrayBatches(device(train_arrays),
                                        batch_size=config.train.batch_size,
                                        seed=config.seed, **process)
-    dev = array_batches.eval_batches(device(dev_arrays),
-                                     batch_size=config.train.eval_batch_size, **process)
-    return base.Pipelines(train, {"eval": dev})
+    # Eval sets by the split name metrics.jsonl uses: "eval" (dev) and "test".
+    self.eval_data, eval_sets = {}, {}
+    for split, name in (("eval", "dev"), ("test", "test")):
+      if name in inputs:
+        arrays, _ = self.encode(inputs[name], prepared.tokenizer)
+        self.eval_data[split] = (inputs[name], arrays)
+        eval_sets[split] = array_batches.eval_batches(
+            device(arrays), batch_size=config.train.eval_batch_size, **process)
+    self.dev = self.eval_data["eval"]
+    return base.Pipelines(train, eval_sets)
 
-  def eval_metrics(self, summary, predictions):
-    """The dev summary plus the metrics that need every prediction."""
-    records, _ = self.dev
-    return {**summary, **self.host_metrics(predictions[:len(records)], self.dev)}
+  def eval_metrics(self, summary, predictions, split="eval"):
+    """The summary plus the metrics that need every prediction of the eval set."""
+    records, _ = self.eval_data[split]
+    return {**summary, **self.host_metrics(predictions[:len(records)],
+                                           self.eval_data[split])}
 
   def summary_lines(self, result):
     m = result.final_metrics
-    shown = ", ".join(f"{k} {m[k]:.4f}" for k in self.reported_metrics if k in m)
-    return [f"Dev after {m['step']} steps ({self.config.data.dev_path}): {shown}",
-            f"Predictions: {result.workdir}/predictions_dev.tsv"]
+    shown = lambda metrics: ", ".join(f"{k} {metrics[k]:.4f}" for k in self.reported_metrics
+                                      if k in metrics)
+    lines = [f"Dev after {m['step']} steps ({self.config.data.dev_path}): {shown(m)}",
+             f"Predictions: {result.workdir}/{workdir_lib.PREDICTIONS_FILE}"]
+    if "test" in m:
+      test = m["test"]
+      lines += [f"Test with the best dev evaluation's params (step {test['step']}, "
+                f"{self.config.data.test_path}): {shown(test)}",
+                f"Predictions: {result.workdir}/{workdir_lib.TEST_PREDICTIONS_FILE}"]
+    return lines

@@ -68,10 +68,11 @@ class TagTask(finetune.FinetuneTask):
     return finetune_encode.encode_tagged(records, tokenizer,
                                          self.config.data.max_seq_len)[0]
 
-  def label_list(self, train, dev):
+  def label_list(self, train, evals):
     labels = finetune_labels.label_vocabulary(train, path=self.config.data.train_path,
                                               configured=self.labels or None)
-    finetune_labels.check_known_labels(dev, labels, path=self.config.data.dev_path)
+    for path, records in evals.items():
+      finetune_labels.check_known_labels(records, labels, path=path)
     return labels
 
   def texts_of(self, records):
