@@ -66,7 +66,11 @@ def get_config(arg=None):
   config.data.mask_token_prob = 0.8      # of the selected: -> [MASK]
   config.data.random_token_prob = 0.1    # of the selected: -> random token (rest kept)
   config.data.max_predictions_per_seq = 20
-  # Fine-tuning inputs (tasks/classify.py, tasks/tagging.py).
+  # Fine-tuning inputs (tasks/classify.py, tasks/tagging.py): a file, or a TFDS dataset
+  # prepared in tfds_data_dir as tfds:NAME:SPLIT (tfds:glue/sst2:train,
+  # tfds:conll2003:dev; never downloaded at run time: data/finetune_tfds.py). Columns
+  # are then its features (text_columns, label_column; tag_column "" = ner), and a
+  # ClassLabel label is read as its class name. Files and tfds: sources mix.
   config.data.train_path = ""
   config.data.dev_path = ""
   # Optional, labelled like dev: evaluated once at the end with the params of the best
@@ -84,9 +88,11 @@ def get_config(arg=None):
   config.data.sentence_pair = False
   config.data.label_column = "label"
   config.data.labels = ()                # () = the labels seen in the training file
+                                         # (sorted; tfds: the ClassLabel's order)
   config.data.delimiter = ""             # "" = from the extension (tab for .tsv)
   config.data.regression = False         # classify: a score (MSE) instead of classes
-  config.data.tag_column = ""            # conll: column index ("" = last); conllu: field
+  config.data.tag_column = ""            # conll: column index ("" = last); conllu: field;
+                                         # tfds: feature ("" = ner) or column index
   config.data.tag_scheme = "iob2"        # iob1 (converted to iob2) | iob2 | tags (POS)
 
   config.train = ml_collections.ConfigDict()

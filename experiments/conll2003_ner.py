@@ -4,6 +4,10 @@
       --config.init_from=runs/bert_mini_books \
       --config.data.train_path=../shared/data/conll2003/eng.train \
       --config.data.dev_path=../shared/data/conll2003/eng.testa
+
+Or from TFDS: --config.data.train_path=tfds:conll2003:train
+--config.data.dev_path=tfds:conll2003:dev; tag_column -1 is then the last feature, ner,
+whose tags are IOB2 already (the iob1 conversion leaves them as they are).
 """
 from experiments import _finetune
 

@@ -3,6 +3,9 @@
   prelm train --config rte --workdir runs/rte --config.init_from=runs/bert_mini_books \
       --config.data.train_path=../shared/data/rte/train.tsv \
       --config.data.dev_path=../shared/data/rte/dev.tsv
+
+Or from TFDS (same feature names): --config.data.train_path=tfds:glue/rte:train
+--config.data.dev_path=tfds:glue/rte:validation [--config.data.tfds_data_dir=DIR].
 """
 from experiments import _finetune
 

@@ -3,6 +3,10 @@
   prelm train --config stsb --workdir runs/stsb --config.init_from=runs/bert_mini_books \
       --config.data.train_path=../shared/data/stsb/train.tsv \
       --config.data.dev_path=../shared/data/stsb/dev.tsv
+
+Or from TFDS, whose score feature is `label`: --config.data.label_column=label
+--config.data.train_path=tfds:glue/stsb:train
+--config.data.dev_path=tfds:glue/stsb:validation.
 """
 from experiments import _finetune
 

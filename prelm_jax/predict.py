@@ -13,11 +13,17 @@ from prelm_jax import analysis
 from prelm_jax import errors
 from prelm_jax import tasks
 from prelm_jax.data import array_batches
+from prelm_jax.data import finetune_sources
 from prelm_jax.tasks import finetune
 
 
 def predict_file(workdir, input_path, output_path, *, batch_size=64):
   """Labels `input_path` into `output_path`; returns the number of examples."""
+  if finetune_sources.is_tfds(input_path):
+    raise errors.ConfigError(
+        f"--input {input_path}: prelm predict labels a file, not a TFDS dataset (tfds: "
+        "names are for config.data.train_path / dev_path); pass a file of the format "
+        "the run was trained on")
   config = ml_collections.ConfigDict(finetune.read_run_config(workdir, flag="--workdir"))
   task = tasks.get(config)
   if not isinstance(task, finetune.FinetuneTask):

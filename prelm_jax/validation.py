@@ -12,6 +12,7 @@ import jax
 from prelm_jax import errors
 from prelm_jax import nonfinite
 from prelm_jax import sharding
+from prelm_jax.data import finetune_sources
 from prelm_jax.data import finetune_tables
 from prelm_jax.data import plain_text
 from prelm_jax.data import text_sources
@@ -132,6 +133,8 @@ def check_data(data, model):
 
 
 FORMATS = ("table", "conll", "conllu")
+# Fine-tuning inputs: a file, or a prepared TFDS dataset as tfds:NAME:SPLIT.
+FINETUNE_PATH_KEYS = ("train_path", "dev_path", "test_path")
 
 
 def check_finetune_data(config):
@@ -145,6 +148,9 @@ def check_finetune_data(config):
                                        data.text_columns)
   _at_least(data, "train_examples", 0, prefix="data.",
             fix="use 0 for the whole training file, or a number of examples")
+  for key in FINETUNE_PATH_KEYS:
+    if finetune_sources.is_tfds(data.get(key)):
+      finetune_sources.parse(data[key], key=key)  # tfds:NAME:SPLIT, both given
   if config.init_step < -1:
     _fail("init_step", config.init_step, "it must be >= -1",
           "use -1 (the latest checkpoint of init_from) or one of its steps")

@@ -9,6 +9,7 @@ skipped, as UD's POS evaluation does.
 import dataclasses
 
 from prelm_jax import errors
+from prelm_jax.data import finetune_sources
 from prelm_jax.data import local_files
 
 # CoNLL-U's ten fields, in file order (universaldependencies.org/format.html).
@@ -197,8 +198,8 @@ def iob1_sentences_to_iob2(sentences, *, path):
   """iob1_to_iob2 on every sentence's tags.
 
   Args:
-    sentences: TaggedSentence list (from read_conll).
-    path: the file they came from, for the error message.
+    sentences: TaggedSentence list (from read_conll or finetune_tfds.read_tagged).
+    path: the file (or tfds:NAME:SPLIT) they came from, for the error message.
 
   Returns:
     A new TaggedSentence list with IOB2 tags.
@@ -212,8 +213,10 @@ def iob1_sentences_to_iob2(sentences, *, path):
       tags = iob1_to_iob2(s.tags)
     except ValueError:
       i, bad = next((i, t) for i, t in enumerate(s.tags) if not _is_iob(t))
+      place = finetune_sources.place(path, s.line)
+      sentence = place if finetune_sources.is_tfds(path) else f"sentence at {place}"
       raise errors.DataError(
-          f"{path}: sentence at line {s.line}, word {i + 1} ({s.words[i]!r}): tag "
+          f"{path}: {sentence}, word {i + 1} ({s.words[i]!r}): tag "
           f"{bad!r} is not O, B-X or I-X; fix the file or choose the NER column"
       ) from None
     converted.append(dataclasses.replace(s, tags=tags))

@@ -1,9 +1,10 @@
 """Label vocabularies for fine-tuning, and the check that every label is a known one.
 
 Both take the reader's records (finetune_tables.Example or conll.TaggedSentence), so an
-unknown label is reported with the file and line it is on.
+unknown label is reported with the file and line it is on (the TFDS split and example).
 """
 from prelm_jax import errors
+from prelm_jax.data import finetune_sources
 
 _SHOWN = 20  # labels listed in full in an error message; a longer list is cut
 
@@ -36,7 +37,7 @@ def label_vocabulary(train_records, *, path, configured=None):
     check_known_labels(train_records, configured, path=path,
                        known_as="the configured labels")
     return configured
-  seen = {label for label, _ in _labels_and_places(train_records)}
+  seen = {label for label, _ in _labels_and_places(train_records, path)}
   if not seen:
     raise ValueError(f"{path}: no labels in the training records")
   if all(_is_integer(label) for label in seen):
@@ -58,7 +59,7 @@ def check_known_labels(records, vocabulary, *, path, known_as="the training labe
       in dev.tsv (line 12) is not among the training labels [...]".
   """
   known = set(vocabulary)
-  for label, place in _labels_and_places(records):
+  for label, place in _labels_and_places(records, path):
     if label not in known:
       raise errors.DataError(
           f"label {label!r} in {path} ({place}) is not among {known_as} "
@@ -66,17 +67,20 @@ def check_known_labels(records, vocabulary, *, path, known_as="the training labe
           "label list")
 
 
-def _labels_and_places(records):
-  """Yields (label, "line N" or "sentence at line N") for every label of the records."""
+def _labels_and_places(records, path):
+  """Yields (label, place) for every label of the records: "line N" or "sentence at
+  line N" of a file, "example N" of a TFDS split (finetune_sources.place)."""
   for record in records:
+    place = finetune_sources.place(path, record.line)
     if hasattr(record, "tags"):
+      sentence = place if finetune_sources.is_tfds(path) else f"sentence at {place}"
       for tag in record.tags:
-        yield tag, f"sentence at line {record.line}"
+        yield tag, sentence
       continue
     if not isinstance(record.label, str):
-      raise ValueError(f"line {record.line}: label {record.label!r} is not a class label "
+      raise ValueError(f"{place}: label {record.label!r} is not a class label "
                        "(regression scores and unlabelled rows have no vocabulary)")
-    yield record.label, f"line {record.line}"
+    yield record.label, place
 
 
 def _is_integer(label):

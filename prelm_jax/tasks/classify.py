@@ -2,7 +2,8 @@
 [CLS] A [SEP] B [SEP] with token types 0 and 1), or regression (STS-B: a score).
 
 Input: a TSV/CSV/JSONL file with the columns config.data.text_columns (one or two)
-and config.data.label_column. Model: the encoder's pooled [CLS] -> dropout -> dense.
+and config.data.label_column, or a prepared TFDS dataset `tfds:NAME:SPLIT` with those
+features (e.g. tfds:glue/sst2:train; data/finetune_tfds.py). Model: the encoder's pooled [CLS] -> dropout -> dense.
 Loss: cross-entropy (MSE for regression). Dev metrics: accuracy, f1, mcc (pearson,
 spearman, mse for regression), from every prediction with scikit-learn / scipy.
 """
@@ -14,7 +15,9 @@ from prelm_jax import finetune_metrics
 from prelm_jax import losses
 from prelm_jax.data import finetune_encode
 from prelm_jax.data import finetune_labels
+from prelm_jax.data import finetune_sources
 from prelm_jax.data import finetune_tables
+from prelm_jax.data import finetune_tfds
 from prelm_jax.model import finetuning
 from prelm_jax.model.config import EncoderConfig
 from prelm_jax.tasks import finetune
@@ -39,6 +42,10 @@ class ClassifyTask(finetune.FinetuneTask):
   # --- data -------------------------------------------------------------------------------
   def read(self, path):
     data = self.config.data
+    if finetune_sources.is_tfds(path):
+      return finetune_tfds.read_examples(
+          path, text_columns=tuple(data.text_columns), label_column=data.label_column,
+          data_dir=data.tfds_data_dir, regression=self.regression)
     return finetune_tables.read_table(
         path, text_columns=tuple(data.text_columns), label_column=data.label_column,
         delimiter=data.delimiter or None, regression=self.regression)
@@ -55,10 +62,22 @@ class ClassifyTask(finetune.FinetuneTask):
   def label_list(self, train, evals):
     if self.regression:
       return []
+<<<<<<< HEAD
     labels = finetune_labels.label_vocabulary(train, path=self.config.data.train_path,
                                               configured=self.labels or None)
     for path, records in evals.items():
       finetune_labels.check_known_labels(records, labels, path=path)
+=======
+    data = self.config.data
+    configured = self.labels or None
+    if configured is None and finetune_sources.is_tfds(data.train_path):
+      # A ClassLabel's own order: the dataset's ids (GLUE's positive class for F1).
+      configured = finetune_tfds.class_names(
+          data.train_path, label_column=data.label_column, data_dir=data.tfds_data_dir)
+    labels = finetune_labels.label_vocabulary(train, path=data.train_path,
+                                              configured=configured)
+    finetune_labels.check_known_labels(dev, labels, path=data.dev_path)
+>>>>>>> tfds-names
     return labels
 
   def texts_of(self, records):

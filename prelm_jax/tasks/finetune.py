@@ -1,5 +1,5 @@
 """What every fine-tuning task shares: starting from a pre-trained run, reading the
-train/dev files, the vocabulary, budgets in epochs, and evaluation on every dev
+train/dev data (files, or prepared TFDS datasets named tfds:NAME:SPLIT), the vocabulary, budgets in epochs, and evaluation on every dev
 prediction (metrics such as F1 or Spearman need them all, so the eval step returns
 per-example predictions that are gathered on the host).
 
@@ -147,7 +147,8 @@ class FinetuneTask(base.Task):
     path = self.config.data[key]
     if not path:
       raise errors.ConfigError(f"config.data.{key} is not set: pass "
-                               f"--config.data.{key}=FILE")
+                               f"--config.data.{key}=FILE (or tfds:NAME:SPLIT, a "
+                               "prepared TFDS dataset, e.g. tfds:glue/sst2:train)")
     return path
 
   def attach_run(self, workdir):

@@ -4,6 +4,9 @@ Input: CoNLL column files (config.data.format = "conll": -DOCSTART- lines skippe
 tag in config.data.tag_column, default the last) or CoNLL-U ("conllu": the field named
 by tag_column, e.g. upos; multi-word token and empty-node lines skipped). IOB1 files
 (original CoNLL-2003) are converted to IOB2 with config.data.tag_scheme = "iob1".
+Or a prepared TFDS dataset `tfds:NAME:SPLIT` with a `tokens` feature (tfds:conll2003:
+train; data/finetune_tfds.py): tag_column names the feature of tags ("" = ner), and
+its IOB2 tags pass the iob1 conversion unchanged.
 Each word is split into WordPieces; its label sits on the first piece and the other
 pieces are ignored by the loss and the metrics; predictions map back to words.
 Dev metrics: entity precision/recall/F1 as the CoNLL evaluation counts them (seqeval)
@@ -19,6 +22,8 @@ from prelm_jax import losses
 from prelm_jax.data import conll
 from prelm_jax.data import finetune_encode
 from prelm_jax.data import finetune_labels
+from prelm_jax.data import finetune_sources
+from prelm_jax.data import finetune_tfds
 from prelm_jax.model import finetuning
 from prelm_jax.model.config import EncoderConfig
 from prelm_jax.tasks import finetune
@@ -50,9 +55,13 @@ class TagTask(finetune.FinetuneTask):
   # --- data -------------------------------------------------------------------------------
   def read(self, path):
     data = self.config.data
-    if data.format == "conllu":
+    if finetune_sources.is_tfds(path):
+      sentences = finetune_tfds.read_tagged(path, tag_column=data.tag_column,
+                                            data_dir=data.tfds_data_dir)
+    elif data.format == "conllu":
       return conll.read_conllu(path, column=data.tag_column or "upos")
-    sentences = conll.read_conll(path, column=int(data.tag_column or -1))
+    else:
+      sentences = conll.read_conll(path, column=int(data.tag_column or -1))
     if data.tag_scheme == "iob1":
       sentences = conll.iob1_sentences_to_iob2(sentences, path=path)
     return sentences
