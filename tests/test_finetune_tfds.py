@@ -160,7 +160,7 @@ def test_label_ids_follow_the_class_label_so_f1_counts_glues_positive_class(data
   task = tasks.get(config)
   train, dev = task.read(config.data.train_path), task.read(config.data.dev_path)
   # Sorted, "equivalent" would be id 0 and F1 would count "not_equivalent".
-  assert task.label_list(train, dev) == ["not_equivalent", "equivalent"]
+  assert task.label_list(train, {"dev": dev}) == ["not_equivalent", "equivalent"]
 
 
 def test_reads_conll2003_tags_by_feature_or_column_and_iob1_leaves_them(data_dir):

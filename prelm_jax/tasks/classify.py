@@ -62,12 +62,6 @@ class ClassifyTask(finetune.FinetuneTask):
   def label_list(self, train, evals):
     if self.regression:
       return []
-<<<<<<< HEAD
-    labels = finetune_labels.label_vocabulary(train, path=self.config.data.train_path,
-                                              configured=self.labels or None)
-    for path, records in evals.items():
-      finetune_labels.check_known_labels(records, labels, path=path)
-=======
     data = self.config.data
     configured = self.labels or None
     if configured is None and finetune_sources.is_tfds(data.train_path):
@@ -76,8 +70,8 @@ class ClassifyTask(finetune.FinetuneTask):
           data.train_path, label_column=data.label_column, data_dir=data.tfds_data_dir)
     labels = finetune_labels.label_vocabulary(train, path=data.train_path,
                                               configured=configured)
-    finetune_labels.check_known_labels(dev, labels, path=data.dev_path)
->>>>>>> tfds-names
+    for path, records in evals.items():
+      finetune_labels.check_known_labels(records, labels, path=path)
     return labels
 
   def texts_of(self, records):
