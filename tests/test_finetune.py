@@ -181,7 +181,8 @@ def test_train_subset_is_the_same_for_every_run_seed(pretrained, sentiment):
     config.update(overrides.pop("top", {}))
     config.data.update(overrides)
     task = tasks.get(config)
-    return [r.line for r in task._subset(task.read(str(train_path)))]  # pylint: disable=protected-access
+    records = task.read(str(train_path))
+    return [r.line for r in task._subset(records)]  # pylint: disable=protected-access
   lines = subset()
   assert len(lines) == len(set(lines)) == 100 and lines == sorted(lines)
   assert subset(top={"seed": 7}) == lines

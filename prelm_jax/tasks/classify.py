@@ -3,9 +3,10 @@
 
 Input: a TSV/CSV/JSONL file with the columns config.data.text_columns (one or two)
 and config.data.label_column, or a prepared TFDS dataset `tfds:NAME:SPLIT` with those
-features (e.g. tfds:glue/sst2:train; data/finetune_tfds.py). Model: the encoder's pooled [CLS] -> dropout -> dense.
-Loss: cross-entropy (MSE for regression). Dev metrics: accuracy, f1, mcc (pearson,
-spearman, mse for regression), from every prediction with scikit-learn / scipy.
+features (e.g. tfds:glue/sst2:train; data/finetune_tfds.py).
+Model: the encoder's pooled [CLS] -> dropout -> dense. Loss: cross-entropy (MSE for
+regression). Dev metrics: accuracy, f1, mcc (pearson, spearman, mse for regression),
+from every prediction with scikit-learn / scipy.
 """
 import jax.numpy as jnp
 import numpy as np

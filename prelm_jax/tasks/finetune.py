@@ -1,7 +1,8 @@
 """What every fine-tuning task shares: starting from a pre-trained run, reading the
-train/dev data (files, or prepared TFDS datasets named tfds:NAME:SPLIT), the vocabulary, budgets in epochs, and evaluation on every dev
-prediction (metrics such as F1 or Spearman need them all, so the eval step returns
-per-example predictions that are gathered on the host).
+train/dev/test data (files, or prepared TFDS datasets named tfds:NAME:SPLIT), the
+vocabulary, budgets in epochs, and evaluation on every dev prediction (metrics such as
+F1 or Spearman need them all, so the eval step returns per-example predictions that
+are gathered on the host).
 
 Starting point (config.init_from):
   a prelm run directory: its encoder architecture (config.json's model section) and its
