@@ -8,17 +8,18 @@ accuracy) from each of
               (--config.init_params=False)
   lstm        the LSTM encoder from lstm_tiny_books
 on the whole training set and on a fixed random subset of 2,000 examples (sentences
-for POS), with seeds 0, 1, 2. Every run is a prelm workdir under --out: a finished one
-is skipped and an interrupted one resumes, so the script can be run again until done.
-Writes <out>/study.json (every run with its wall time; mean and spread per cell) and
-prints the table README shows.
+for POS), with seeds 0, 1, 2. Each variant gets its own fine-tuning learning rate: the
+best of LEARNING_RATES on the 2,000-example subset with seed 0 (dev), used for its
+other seeds and for the whole training set. Every run is a prelm workdir under --out:
+a finished one is skipped and an interrupted one resumes, so the script can be run
+again until done. Writes <out>/study.json (every run with its wall time, the LR sweep,
+mean and spread per cell) and prints the table README shows.
 
   python benchmarks/finetune_study.py --out runs/study
   python benchmarks/finetune_study.py --out runs/study --only sst2/2000   # one cell
 """
 import argparse
 import json
-import os
 import pathlib
 import statistics
 import subprocess
@@ -45,6 +46,9 @@ TASKS = {
 }
 SIZES = ("2000", "full")
 SEEDS = (0, 1, 2)
+# Fine-tuning learning rates tried per variant (seed 0, 2,000 examples); Turc et al.'s
+# compact BERTs take 1e-4 .. 3e-4 at BERT-base's budgets, a random encoder more.
+LEARNING_RATES = (1e-4, 3e-4, 1e-3)
 
 
 def prelm(args, log_path):
@@ -71,21 +75,44 @@ def run_once(workdir, args):
   return seconds
 
 
-def runs(out, shared):
-  """(name, workdir, prelm args) of every fine-tuning run, the 2k cells first."""
-  for size in SIZES:
-    for task, spec in TASKS.items():
-      train_path, dev_path = (shared / f for f in spec["files"])
-      for variant, (encoder, init_params) in VARIANTS.items():
-        for seed in SEEDS:
-          name = f"{task}/{size}/{variant}/seed{seed}"
-          settings = {"init_from": out / "pretrain" / PRETRAIN[encoder],
-                      "init_params": init_params, "seed": seed,
-                      "data.train_path": train_path, "data.dev_path": dev_path,
-                      "data.train_examples": 0 if size == "full" else int(size),
-                      "train.num_epochs": spec["epochs"][size], **spec["overrides"]}
-          yield name, out / name, ["--config", task] + [
-              f"--config.{k}={v}" for k, v in settings.items()]
+class Study:
+  """Runs (or reads back) the fine-tuning runs of each cell of the table."""
+
+  def __init__(self, out, shared):
+    self.out, self.shared = out, shared
+
+  def run(self, task, size, variant, lr, seed):
+    """(dev score, steps, wall seconds) of one fine-tuning run."""
+    spec = TASKS[task]
+    encoder, init_params = VARIANTS[variant]
+    train_path, dev_path = (self.shared / f for f in spec["files"])
+    name = f"{task}/{size}/{variant}/lr{lr:g}/seed{seed}"
+    settings = {"init_from": self.out / "pretrain" / PRETRAIN[encoder],
+                "init_params": init_params, "seed": seed, "optim.learning_rate": lr,
+                "data.train_path": train_path, "data.dev_path": dev_path,
+                "data.train_examples": 0 if size == "full" else int(size),
+                "train.num_epochs": spec["epochs"][size], **spec["overrides"]}
+    print(f"{name}...", flush=True)
+    seconds = run_once(self.out / name, ["--config", task] + [
+        f"--config.{k}={v}" for k, v in settings.items()])
+    final = json.loads((self.out / name / "final_metrics.json").read_text())
+    score = final[spec["metric"]]
+    print(f"  {spec['metric']} {score:.4f} in {seconds / 60:.1f} min", flush=True)
+    return {"name": name, "task": task, "size": size, "variant": variant, "lr": lr,
+            "seed": seed, "score": score, "steps": final["step"],
+            "seconds": round(seconds, 1)}
+
+  def best_lr(self, task, variant):
+    """The learning rate of LEARNING_RATES with the best seed-0 dev score on the
+    2,000-example subset (each variant gets its own: a pre-trained encoder and a random
+    one do not share an optimum)."""
+    sweep = [self.run(task, "2000", variant, lr, 0) for lr in LEARNING_RATES]
+    return max(sweep, key=lambda r: r["score"])["lr"], sweep
+
+  def cell(self, task, size, variant):
+    """The runs of seeds 0, 1, 2 at the variant's learning rate, and the LR sweep."""
+    lr, sweep = self.best_lr(task, variant)
+    return [self.run(task, size, variant, lr, seed) for seed in SEEDS], sweep
 
 
 def summarize(records):
@@ -93,7 +120,7 @@ def summarize(records):
   cells = {}
   for r in records:
     cells.setdefault((r["task"], r["size"], r["variant"]), []).append(r)
-  return [{"task": t, "size": s, "variant": v, "runs": len(rs),
+  return [{"task": t, "size": s, "variant": v, "runs": len(rs), "lr": rs[0]["lr"],
            "mean": statistics.mean(r["score"] for r in rs),
            "std": statistics.stdev(r["score"] for r in rs) if len(rs) > 1 else 0.0,
            "minutes": statistics.mean(r["seconds"] for r in rs) / 60}
@@ -109,7 +136,8 @@ def table(cells):
       if not row:
         continue
       shown = [f"{100 * row[v]['mean']:.1f} ± {100 * row[v]['std']:.1f} "
-               f"({row[v]['minutes']:.1f} min)" if v in row else "" for v in VARIANTS]
+               f"(lr {row[v]['lr']:g}, {row[v]['minutes']:.1f} min)" if v in row else ""
+               for v in VARIANTS]
       lines.append(f"| {task} ({spec['metric']}) | {size} | " + " | ".join(shown) + " |")
   return "\n".join(lines)
 
@@ -124,30 +152,25 @@ def main():
   out = args.out.resolve()
   if not (args.shared / "gutenberg").is_dir():
     sys.exit(f"{args.shared} has no gutenberg/: pass --shared=<the shared data folder>")
-  # Runs named by --only, plus those finished before (they stay in the table).
-  selected = [r for r in runs(out, args.shared)
-              if args.only in r[0] or (r[1] / "final_metrics.json").exists()]
+  study = Study(out, args.shared)
+  cells = [(task, size, variant) for size in SIZES for task in TASKS for variant in VARIANTS
+           if args.only in f"{task}/{size}/{variant}"]
   pretrain_seconds = {}
   for encoder, experiment in PRETRAIN.items():
-    if any(VARIANTS[name.split("/")[2]][0] == encoder for name, _, _ in selected):
+    if any(VARIANTS[variant][0] == encoder for _, _, variant in cells):
       print(f"pre-training {experiment}...", flush=True)
       pretrain_seconds[experiment] = run_once(out / "pretrain" / experiment,
                                               ["--config", experiment])
-  records = []
-  for name, workdir, prelm_args in selected:
-    print(f"{name}...", flush=True)
-    seconds = run_once(workdir, prelm_args)
-    task, size, variant, _ = name.split("/")
-    final = json.loads((workdir / "final_metrics.json").read_text())
-    records.append({"name": name, "task": task, "size": size, "variant": variant,
-                    "score": final[TASKS[task]["metric"]], "steps": final["step"],
-                    "seconds": round(seconds, 1)})
-    print(f"  {TASKS[task]['metric']} {records[-1]['score']:.4f} in {seconds / 60:.1f} min",
-          flush=True)
-  cells = summarize(records)
+  records, sweeps = [], {}
+  for task, size, variant in cells:
+    runs, sweep = study.cell(task, size, variant)
+    records += runs
+    sweeps.update((r["name"], r) for r in sweep)
+  summary = summarize(records)
   (out / "study.json").write_text(json.dumps(
-      {"pretrain_seconds": pretrain_seconds, "cells": cells, "runs": records}, indent=1))
-  print(table(cells))
+      {"pretrain_seconds": pretrain_seconds, "cells": summary, "runs": records,
+       "lr_sweep": list(sweeps.values())}, indent=1))
+  print(table(summary))
   print(f"\n{out / 'study.json'}")
 
 

@@ -43,6 +43,9 @@ def get_config(arg=None):
   # Embedding rows padded to a multiple of this, so the vocabulary splits evenly over
   # tensor-parallel devices (2, 4, 8, ... up to 64) whatever size WordPiece trained to.
   config.model.vocab_pad_multiple = 64
+  # BERT ties the MLM output layer to the input word embeddings; False gives the
+  # head an output matrix of its own (decoupled embeddings; see model/heads.py).
+  config.model.tie_word_embeddings = True
 
   config.data = ml_collections.ConfigDict()
   config.data.dataset = "pydocs"         # a TFDS builder name: pydocs | text_files | ...

@@ -176,6 +176,28 @@ def test_mlm_head_is_tied_to_word_embeddings():
   assert np.all(np.abs(rows[np.unique(labels)]).sum(-1) > 1e-6)
 
 
+def test_untied_mlm_head_owns_its_output_embeddings():
+  """tie_word_embeddings=False: the head scores with a [V, H] matrix of its own, so
+  a label that is not in the input sends no gradient to the input embeddings."""
+  model, variables = model_and_variables(tie_word_embeddings=False)
+  params = nn.unbox(variables)['params']
+  assert params['mlm_head']['output_embeddings'].shape == (VOCAB, 32)
+  batch = make_batch([5, 8], 8)
+  labels = np.array([[1, 2, 3], [2, 3, 4]])
+  assert not np.isin(labels, batch[0]).any()
+  def loss(p):
+    mlm, _ = model.apply({'params': p}, *batch)
+    return losses.mlm_loss(mlm, labels, np.ones(labels.shape))['loss_sum']
+  grad = jax.jit(jax.grad(loss))(params)
+  rows = grad['encoder']['embeddings']['word_embeddings']['embedding']
+  np.testing.assert_array_equal(rows[np.unique(labels)], 0.0)
+  assert np.abs(grad['mlm_head']['output_embeddings'][np.unique(labels)]).sum() > 0
+  # The encoder's params are those of a tied model: fine-tuning loads either.
+  _, tied = model_and_variables()
+  same_shapes = lambda v: jax.tree.map(jnp.shape, nn.unbox(v)['params']['encoder'])
+  assert same_shapes(variables) == same_shapes(tied)
+
+
 def test_padded_vocabulary_rows_are_never_predicted():
   # 100 tokens padded to 128 rows (so that 'vocab' splits over e.g. tensor=4): the
   # real tokens' logits are those of the unpadded model with the same weights, and

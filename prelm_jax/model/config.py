@@ -38,6 +38,10 @@ class EncoderConfig:
   # to (Megatron's make-vocab-size-divisible-by). The padded rows are never predicted.
   # 1 (no padding) for configs saved before the key existed.
   vocab_pad_multiple: int = 1
+  # False: the MLM head owns its output embeddings instead of reusing the input ones
+  # (decoupled, Chung et al. 2021 "Rethinking embedding coupling"). Only the
+  # pre-training head changes; the encoder's params are the same either way.
+  tie_word_embeddings: bool = True
 
   def __post_init__(self):
     if self.encoder not in ENCODERS:
@@ -86,7 +90,7 @@ class EncoderConfig:
     """
     names = [f.name for f in dataclasses.fields(cls) if f.name != 'vocab_size']
     # Keys added after the first release: a config.json saved before them lacks them.
-    optional = ('remat_policy', 'scan_layers', 'vocab_pad_multiple')
+    optional = ('remat_policy', 'scan_layers', 'vocab_pad_multiple', 'tie_word_embeddings')
     missing = [n for n in names if n not in model_cfg and n not in optional]
     if missing:
       raise KeyError(f'config.model lacks {missing}.')

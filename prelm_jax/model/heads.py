@@ -15,7 +15,8 @@ class MlmHead(nn.Module):
   """Masked-LM head: Dense + GELU + LayerNorm, then the tied word embeddings.
 
   The output projection is the transposed word-embedding matrix (passed in,
-  not owned), plus a per-token bias. As in the original BERT, only the masked
+  not owned; with config.tie_word_embeddings False, a [V, H] matrix of its own),
+  plus a per-token bias. As in the original BERT, only the masked
   positions are transformed: P (~20) rows instead of L (128), which skips
   ~85% of the [*, V] output matmul.
   """
@@ -42,6 +43,10 @@ class MlmHead(nn.Module):
     x = layers.layer_norm(cfg, 'layer_norm')(x)
     # Accumulate in float32 even for bfloat16 compute: logits feed a softmax
     # over ~30k entries.
+    if not cfg.tie_word_embeddings:
+      word_table = self.param(
+          'output_embeddings', layers.kernel_init(cfg, ('vocab', 'embed')),
+          (cfg.padded_vocab_size, cfg.hidden_size), cfg.params_dtype)
     logits = jnp.einsum('bph,vh->bpv', x,
                         word_table.astype(cfg.compute_dtype),
                         preferred_element_type=jnp.float32)
