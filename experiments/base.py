@@ -46,6 +46,9 @@ def get_config(arg=None):
   # BERT ties the MLM output layer to the input word embeddings; False gives the
   # head an output matrix of its own (decoupled embeddings; see model/heads.py).
   config.model.tie_word_embeddings = True
+  # ALiBi: a fixed per-head penalty on attention to distant tokens, on top of the
+  # learned positions (model/layers.py alibi_bias).
+  config.model.alibi = False
 
   config.data = ml_collections.ConfigDict()
   config.data.dataset = "pydocs"         # a TFDS builder name: pydocs | text_files | ...

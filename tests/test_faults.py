@@ -232,13 +232,16 @@ def test_sigterm_at_any_point_of_start_up_exits_42_with_nothing_to_trip_over(
   assert len({s for s in stages if not s.startswith("training")}) >= 3, stages
 
   # Whatever those starts left behind, the same command runs (and the one that got
-  # furthest resumes), and a corrected command with another model starts cleanly.
-  for i, overrides in ((9, {"train.num_steps": 3}),
-                       (5, {"train.num_steps": 3, "model.hidden_size": 64})):
-    command = prelm_train_argv(pydocs_data_dir, tmp_path / f"w{i}", **overrides)
+  # furthest resumes: on a loaded machine its signal may have come after some steps),
+  # and a corrected command with another model starts cleanly.
+  for i, overrides in ((9, {}), (5, {"model.hidden_size": 64})):
+    reached = complete_steps(tmp_path / f"w{i}")
+    num_steps = (reached[-1] if reached else 0) + 3
+    command = prelm_train_argv(pydocs_data_dir, tmp_path / f"w{i}",
+                               **{"train.num_steps": num_steps, **overrides})
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert complete_steps(tmp_path / f"w{i}")[-1] == 3
+    assert complete_steps(tmp_path / f"w{i}")[-1] == num_steps
 
 
 def free_port():
@@ -294,7 +297,11 @@ def test_when_one_process_dies_the_other_exits_within_the_heartbeat_timeout(
         f"(heartbeat timeout {heartbeat} s)")
   assert rc != 0
   assert waited < heartbeat + 30
-  assert "stopped sending heartbeats" in (tmp_path / "p0.log").read_text()
+  log = (tmp_path / "p0.log").read_text()
+  # The coordination service reports the missing heartbeats, unless the dead peer's
+  # closed socket makes a Gloo collective abort the survivor first (seen on a loaded
+  # machine): either way it ends promptly and not with success.
+  assert "stopped sending heartbeats" in log or "gloo::EnforceNotMet" in log, log[-3000:]
 
 
 @pytest.mark.faults

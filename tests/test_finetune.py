@@ -303,6 +303,8 @@ def test_bad_finetuning_input_is_one_line_and_writes_nothing(pretrained, sentime
       ("sst2", no_ckpt, ok, r"config.init_from=.*no_ckpt' has no checkpoint"),
       ("sst2", pretrained, dict(ok, **{"model.hidden_size": 64}),
        r"config.model.hidden_size=64 conflicts with the pre-trained run's 32"),
+      ("sst2", pretrained, dict(ok, **{"data.vocab_size": 1234}),
+       r"config.data.vocab_size=1234 conflicts with the pre-trained run's"),
       ("sst2", pretrained, {"data.dev_path": dev_path},
        r"config.data.train_path is not set: pass --config.data.train_path=FILE"),
       ("sst2", pretrained, dict(ok, **{"data.test_path": unseen}),

@@ -447,7 +447,7 @@ def test_slurm_job_of_two_tasks_matches_one_process(pydocs_data_dir, micro_run_8
       [SUBMIT_SH, "--parsable", "--ntasks=2", "--ntasks-per-node=2", f"--output={log}",
        "--", *micro_args(pydocs_data_dir, workdir)],
       capture_output=True, text=True, env=env, timeout=60, check=True)
-  state = wait_for_job(submitted.stdout.strip().split(";")[0], env, timeout=400)
+  state = wait_for_job(submitted.stdout.strip().split(";")[0], env, timeout=600)
   out = log.read_text() if log.exists() else ""
   assert state == ("COMPLETED", "0:0"), out[-4000:]
   # Both tasks joined through SLURM's environment (srun --label prefixes "<task>: ").

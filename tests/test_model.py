@@ -246,8 +246,9 @@ def test_classifier_head():
   assert logits.shape == (2, 3) and logits.dtype == jnp.float32
 
 
-def test_attention_matches_numpy():
-  cfg = EncoderConfig(vocab_size=VOCAB, hidden_size=8, num_heads=2)
+@pytest.mark.parametrize('alibi', [False, True])
+def test_attention_matches_numpy(alibi):
+  cfg = EncoderConfig(vocab_size=VOCAB, hidden_size=8, num_heads=2, alibi=alibi)
   attention = layers.SelfAttention(cfg)
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, 5, 8)).astype(np.float32)
@@ -266,6 +267,9 @@ def test_attention_matches_numpy():
     q, k, v = proj('query'), proj('key'), proj('value')
     scores = q @ k.transpose(0, 2, 1) / np.sqrt(d)
     scores = scores + np.where(mask[:, None, :] > 0, 0.0, -1e9)
+    if alibi:  # slopes 2^-4, 2^-8 for 2 heads
+      i = np.arange(5)
+      scores = scores - 2.0 ** (-4 * (h + 1)) * np.abs(i[:, None] - i[None, :])
     probs = np.exp(scores - scores.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     want += (probs @ v) @ p['out']['kernel'][h]

@@ -42,6 +42,9 @@ class EncoderConfig:
   # (decoupled, Chung et al. 2021 "Rethinking embedding coupling"). Only the
   # pre-training head changes; the encoder's params are the same either way.
   tie_word_embeddings: bool = True
+  # True: each head adds -slope_h * |i - j| to its attention scores (ALiBi, Press et
+  # al. 2022, symmetric for an encoder), on top of the learned position embeddings.
+  alibi: bool = False
 
   def __post_init__(self):
     if self.encoder not in ENCODERS:
@@ -90,7 +93,8 @@ class EncoderConfig:
     """
     names = [f.name for f in dataclasses.fields(cls) if f.name != 'vocab_size']
     # Keys added after the first release: a config.json saved before them lacks them.
-    optional = ('remat_policy', 'scan_layers', 'vocab_pad_multiple', 'tie_word_embeddings')
+    optional = ('remat_policy', 'scan_layers', 'vocab_pad_multiple', 'tie_word_embeddings',
+                'alibi')
     missing = [n for n in names if n not in model_cfg and n not in optional]
     if missing:
       raise KeyError(f'config.model lacks {missing}.')

@@ -154,8 +154,21 @@ class EinsumDense(nn.Module):
     return jnp.einsum(self.equation, x, kernel) + bias
 
 
+def alibi_bias(num_heads, length):
+  """ALiBi's float32 [H, L, L] bias -slope_h * |i - j|, slopes 2^(-8 h / H), h = 1..H.
+
+  A fixed preference for nearby tokens that differs per head: attention sees word
+  order from the first step, where learned position embeddings must first be
+  discovered through near-uniform attention.
+  """
+  slopes = 2.0 ** (-8.0 * jnp.arange(1, num_heads + 1) / num_heads)
+  distance = jnp.abs(jnp.arange(length)[:, None] - jnp.arange(length)[None, :])
+  return -slopes[:, None, None] * distance[None].astype(jnp.float32)
+
+
 class SelfAttention(nn.Module):
-  """Multi-head self-attention: softmax(Q K^T / sqrt(d_k) + mask) V."""
+  """Multi-head self-attention: softmax(Q K^T / sqrt(d_k) + mask) V (+ ALiBi's
+  distance bias with config.alibi)."""
   config: EncoderConfig
 
   @nn.compact
@@ -183,6 +196,8 @@ class SelfAttention(nn.Module):
     scores = nn.with_logical_constraint(
         scores, ('activation_batch', 'activation_heads', 'activation_length',
                  None))
+    if cfg.alibi:
+      bias = bias + alibi_bias(cfg.num_heads, x.shape[1])[None]
     # Softmax in float32: in bfloat16 the row sums lose ~3 significant digits.
     probs = jax.nn.softmax(scores.astype(jnp.float32) + bias, axis=-1)
     probs = nn.Dropout(cfg.attention_dropout_rate)(

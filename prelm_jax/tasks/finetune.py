@@ -27,7 +27,7 @@ from prelm_jax.tasks import base
 # config.model keys that define the encoder's weights: taken from the init_from run.
 ARCHITECTURE_KEYS = ("encoder", "num_layers", "hidden_size", "num_heads", "mlp_dim",
                      "max_position_embeddings", "type_vocab_size", "pre_ln",
-                     "layer_norm_eps", "scan_layers", "vocab_pad_multiple")
+                     "layer_norm_eps", "scan_layers", "vocab_pad_multiple", "alibi")
 
 
 def read_run_config(run_dir, flag="config.init_from"):
@@ -57,7 +57,7 @@ def init_checkpoint_step(config):
 
 
 def adopt_pretrained_architecture(config, defaults):
-  """Copies the encoder's architecture and lowercase setting from config.init_from.
+  """Copies the encoder's architecture and vocabulary settings from config.init_from.
 
   A value the user set (one that differs from `defaults`, the base experiment) and
   that differs from the run's is a conflict: refused in one line.
@@ -69,7 +69,8 @@ def adopt_pretrained_architecture(config, defaults):
     init_checkpoint_step(config)  # fails early when there is nothing to load
   wanted = {f"model.{k}": saved.get("model", {}).get(k, config.model.get(k))
             for k in ARCHITECTURE_KEYS}
-  wanted["data.lowercase"] = saved.get("data", {}).get("lowercase", config.data.lowercase)
+  for key in ("lowercase", "vocab_size"):  # the run's vocab.txt is used as it is
+    wanted[f"data.{key}"] = saved.get("data", {}).get(key, config.data[key])
   for key, value in wanted.items():
     section, name = key.split(".")
     current, default = config[section][name], defaults[section][name]
