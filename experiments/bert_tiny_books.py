@@ -11,7 +11,8 @@ from prelm_jax.model import variants
 def get_config(arg=None):
   config = bert_mini_books.get_config(arg)
   config.model.update(variants.get("tiny"))
-  # ~30 minutes on 2 CPU cores (~1.9 steps/s) plus ~1 minute of corpus and vocabulary.
+  # ~20 minutes on 2 otherwise idle CPU cores (2.5 steps/s), plus ~1 minute of corpus
+  # and vocabulary; 6,000 steps fill the study's 45 minutes (README: not better yet).
   config.train.num_steps = 3000
   config.train.eval_every = 500
   config.train.checkpoint_every = 500
