@@ -10,6 +10,7 @@
 """
 import contextlib
 import errno
+import gc
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from etils import epath
 from prelm_jax import checkpointing
 from prelm_jax import errors
 from prelm_jax import jsonio
+from prelm_jax import library_logs
 from prelm_jax import workdir as workdir_lib
 
 WORD_EMBEDDINGS = "['params']['encoder']['embeddings']['word_embeddings']['embedding']"
@@ -156,12 +158,17 @@ def restore(mngr, step, abstract_state, vocab_path, vocab_size):
   failures explained."""
   check_vocab_size(mngr, step, vocab_size, vocab_path)
   check_shapes(mngr, step, abstract_state, vocab_path)
-  try:
-    return checkpointing.restore(mngr, step, abstract_state)
-  except Exception as e:  # pylint: disable=broad-except
-    cause = unreadable_cause(e)
-    if cause is None:
-      raise  # out of memory, a sharding error, a bug: as it is, with its traceback
+  with library_logs.held_back() as library_records:
+    try:
+      return checkpointing.restore(mngr, step, abstract_state)
+    except Exception as e:  # pylint: disable=broad-except
+      cause = unreadable_cause(e)
+      if cause is None:
+        raise  # out of memory, a sharding error, a bug: as it is, with its traceback
+      # The message below explains the failed reads, which orbax's threads also log
+      # with tracebacks, now or when their abandoned tasks are collected.
+      gc.collect()
+      library_records.clear()
     raise CheckpointError(
         f"the checkpoint at step {step} in {mngr.directory} is corrupt or incomplete "
         f"({type(cause).__name__}: {_short(cause)}); {_previous_hint(mngr, step)}") from None

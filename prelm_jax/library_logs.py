@@ -50,3 +50,39 @@ def quiet():
 def quiet_from_now_on():
   """`quiet` for the rest of the process: the `prelm` command's setting."""
   absl_logging.get_absl_logger().addFilter(_DropRoutineRecords())
+
+
+class _Hold(logging.Filter):
+  """Keeps every record back; `held_back` decides what becomes of them."""
+
+  def __init__(self):
+    super().__init__()
+    self.records = []
+
+  def filter(self, record):
+    self.records.append(record)
+    return False
+
+
+# orbax logs through absl; the reads it abandons report through asyncio when collected.
+_HELD_LOGGERS = (absl_logging.get_absl_logger(), logging.getLogger("asyncio"))
+
+
+@contextlib.contextmanager
+def held_back():
+  """Keeps the library records logged within the block from the user until it ends.
+
+  Yields a list: clear it to drop the records, e.g. when prelm explains the failure
+  they report (a corrupt checkpoint: orbax logs each failed array read with its
+  traceback). Whatever is left in it is logged when the block ends, in order.
+  """
+  hold = _Hold()
+  for logger in _HELD_LOGGERS:
+    logger.addFilter(hold)
+  try:
+    yield hold.records
+  finally:
+    for logger in _HELD_LOGGERS:
+      logger.removeFilter(hold)
+    for record in hold.records:
+      logging.getLogger(record.name).handle(record)

@@ -6,8 +6,10 @@ tests/test_bad_inputs.py; here checkpointing.restore raises what orbax and tenso
 were seen to raise for them, and what they raise for other trouble.
 """
 import json
+import logging
 
 import pytest
+from absl import logging as absl_logging
 
 from prelm_jax import checkpoint_guard
 from prelm_jax import checkpointing
@@ -37,6 +39,13 @@ def restore_raising(monkeypatch, error):
   monkeypatch.setattr(checkpoint_guard, "check_shapes", lambda *args: None)
 
   def restore(*args):
+    # As orbax's reading threads do: each failed read is logged with its traceback.
+    try:
+      raise error
+    except BaseException:  # pylint: disable=broad-except
+      absl_logging.exception("Failed to read an array")
+      logging.getLogger("asyncio").error("Task exception was never retrieved",
+                                         exc_info=True)
     raise error
   monkeypatch.setattr(checkpointing, "restore", restore)
   return checkpoint_guard.restore(Manager(), 4, None, "/run/vocab.txt", 600)
@@ -63,6 +72,13 @@ def test_files_that_do_not_read_are_corrupt(monkeypatch, error, named):
     restore_raising(monkeypatch, error)
 
 
+def test_a_corrupt_checkpoint_is_one_line_not_the_libraries_tracebacks(monkeypatch, caplog):
+  error = orbax_read_error(ValueError("DATA_LOSS: Error reading"))
+  with pytest.raises(checkpoint_guard.CheckpointError):
+    restore_raising(monkeypatch, error)
+  assert not caplog.records
+
+
 @pytest.mark.parametrize("error", [
     MemoryError(),
     orbax_read_error(MemoryError()),
@@ -78,3 +94,11 @@ def test_other_restore_failures_are_raised_as_they_are(monkeypatch, error):
   with pytest.raises(type(error)) as raised:
     restore_raising(monkeypatch, error)
   assert raised.value is error
+
+
+def test_the_libraries_records_of_an_unexplained_failure_still_show(monkeypatch, caplog):
+  with pytest.raises(RuntimeError):
+    restore_raising(monkeypatch, RuntimeError("something else went wrong"))
+  assert [r.getMessage() for r in caplog.records] == [
+      "Failed to read an array", "Task exception was never retrieved"]
+  assert all(r.exc_info for r in caplog.records)
