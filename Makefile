@@ -17,13 +17,19 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]' -c constraints.txt
 	touch $@
 
+# torch + transformers for the HuggingFace parity tests: only `make test` needs them.
+HF_STAMP := $(VENV)/.installed-hf
+$(HF_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,hf]' -c constraints.txt
+	touch $@
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/prelm train --config experiments/bert_tiny_pydocs.py --workdir $(WORKDIR)
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
-test: $(STAMP)
+test: $(HF_STAMP)
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
