@@ -50,6 +50,7 @@ class TransformerLayer(nn.Module):
                                 deterministic=deterministic))
       x = ln_mlp(x + drop(ffn(x), deterministic=deterministic))
     x = nn.with_logical_constraint(x, layers.BLE)
+    self.sow('intermediates', 'hidden_states', x)  # see model/intermediates.py
     return (x, None) if self.scanned else x
 
 
@@ -68,7 +69,7 @@ def layer_class(config):
 def scanned_layers(config):
   """All layers as one nn.scan: params get a leading 'layers' axis."""
   return nn.scan(
-      layer_class(config), variable_axes={'params': 0},
+      layer_class(config), variable_axes={'params': 0, 'intermediates': 0},
       split_rngs={'params': True, 'dropout': True},
       in_axes=(nn.broadcast, nn.broadcast), length=config.num_layers,
       metadata_params={nn.PARTITION_NAME: 'layers'})(config, scanned=True)
@@ -127,6 +128,7 @@ class BertEncoder(nn.Module):
       ValueError: if L exceeds config.max_position_embeddings.
     """
     x = self.embeddings(input_ids, token_type_ids, deterministic=deterministic)
+    self.sow('intermediates', 'embedding_output', x)
     bias = layers.attention_bias(attention_mask)
     if self.config.scan_layers:
       x, _ = self.layers(x, bias, deterministic)

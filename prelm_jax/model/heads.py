@@ -29,7 +29,8 @@ class MlmHead(nn.Module):
     Args:
       sequence_output: [B, L, H] from the encoder.
       mlm_positions: int [B, P], indices into L (padding slots may point
-        anywhere valid, e.g. 0; the loss weights drop them).
+        anywhere valid, e.g. 0; the loss weights drop them); None scores every
+        position (P = L), for analysis and conversion.
       word_table: [V, H] word embeddings of the same model.
 
     Returns:
@@ -37,7 +38,8 @@ class MlmHead(nn.Module):
       float32's minimum).
     """
     cfg = self.config
-    x = gather_positions(sequence_output, mlm_positions)
+    x = (sequence_output if mlm_positions is None
+         else gather_positions(sequence_output, mlm_positions))
     x = layers.dense(cfg, cfg.hidden_size, ('embed', None), 'transform')(x)
     x = nn.gelu(x, approximate=False)
     x = layers.layer_norm(cfg, 'layer_norm')(x)

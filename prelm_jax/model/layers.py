@@ -200,6 +200,8 @@ class SelfAttention(nn.Module):
       bias = bias + alibi_bias(cfg.num_heads, x.shape[1])[None]
     # Softmax in float32: in bfloat16 the row sums lose ~3 significant digits.
     probs = jax.nn.softmax(scores.astype(jnp.float32) + bias, axis=-1)
+    # Kept only when a caller asks for 'intermediates' (model/intermediates.py).
+    self.sow('intermediates', 'attention_probs', probs)
     probs = nn.Dropout(cfg.attention_dropout_rate)(
         probs, deterministic=deterministic).astype(cfg.compute_dtype)
     out = jnp.einsum('bhqk,bkhd->bqhd', probs, v)

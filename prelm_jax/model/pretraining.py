@@ -39,7 +39,7 @@ class BertForPreTraining(nn.Module):
     return self.encoder(input_ids, token_type_ids, attention_mask,
                         deterministic=deterministic)
 
-  def __call__(self, input_ids, token_type_ids, attention_mask, mlm_positions,
+  def __call__(self, input_ids, token_type_ids, attention_mask, mlm_positions=None,
                *, deterministic=True):
     """Runs the encoder and both heads.
 
@@ -47,7 +47,8 @@ class BertForPreTraining(nn.Module):
       input_ids: int [B, L].
       token_type_ids: int [B, L].
       attention_mask: [B, L], 1 at real tokens, 0 at (trailing) padding.
-      mlm_positions: int [B, P], positions whose tokens are predicted.
+      mlm_positions: int [B, P], positions whose tokens are predicted; None: all
+        L positions.
       deterministic: disables dropout when True; training passes False and a
         'dropout' rng.
 
