@@ -305,6 +305,10 @@ def test_bad_finetuning_input_is_one_line_and_writes_nothing(pretrained, sentime
        r"config.model.hidden_size=64 conflicts with the pre-trained run's 32"),
       ("sst2", pretrained, dict(ok, **{"data.vocab_size": 1234}),
        r"config.data.vocab_size=1234 conflicts with the pre-trained run's"),
+      # The run's vocab.txt was trained uncased: a cased fine-tuning run would split
+      # text into other pieces than the encoder learned.
+      ("sst2", pretrained, dict(ok, **{"data.lowercase": False}),
+       r"config.data.lowercase=False conflicts with the pre-trained run's True"),
       ("sst2", pretrained, {"data.dev_path": dev_path},
        r"config.data.train_path is not set: pass --config.data.train_path=FILE"),
       ("sst2", pretrained, dict(ok, **{"data.test_path": unseen}),

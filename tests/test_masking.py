@@ -6,7 +6,7 @@ from prelm_jax.data import masking
 
 MASK_ID, LOW, HIGH = 4, 5, 1000
 MASK_ARGS = dict(mask_prob=0.15, mask_token_prob=0.8, random_token_prob=0.1,
-                 mask_id=MASK_ID, random_token_low=LOW, random_token_high=HIGH)
+                 mask_id=MASK_ID, replacement_ids=np.arange(LOW, HIGH, dtype=np.int32))
 
 
 def random_sequence(rng, length=128):
@@ -60,18 +60,48 @@ def test_mask_tokens_statistics_follow_bert():
   assert abs(outcome["kept"] / selected - 0.1) < 0.015
 
 
-def test_random_replacements_are_never_special_and_cover_the_range():
+def random_replacements(replacement_ids, draws=300):
+  """The tokens drawn when every selected position gets a random replacement."""
   rng = np.random.default_rng(1)
   ids = np.full((64,), 7, np.int32)
   special = np.zeros((64,), bool)
   drawn = []
-  for _ in range(300):
+  for _ in range(draws):
     out, positions, _, weights = masking.mask_tokens(
         ids, special, rng, max_predictions=64,
         **{**MASK_ARGS, "mask_token_prob": 0.0, "random_token_prob": 1.0,
-           "random_token_low": 5, "random_token_high": 12})
+           "replacement_ids": replacement_ids})
     drawn.extend(out[positions[weights > 0]].tolist())
-  assert set(drawn) == set(range(5, 12))
+  return drawn
+
+
+def test_random_replacements_are_never_special_and_cover_the_range():
+  assert set(random_replacements(np.arange(5, 12))) == set(range(5, 12))
+  # A released vocab: the eligible ids have gaps ([unused*] and specials left out).
+  eligible = [1, 2, 7, 8, 9, 30]
+  assert set(random_replacements(np.asarray(eligible, np.int32))) == set(eligible)
+
+
+def test_indexing_a_contiguous_range_draws_as_integers_low_high():
+  # mask_tokens draws replacement_ids[integers(0, K)]; it drew integers(low, high)
+  # before. For a trained vocab (replacement ids 5..V-1) both give the same tokens
+  # from the same generator state, so pre-training examples are unchanged.
+  for seed, (low, high), size in [(0, (5, 12), 50), (1, (5, 2000), 7),
+                                  (2, (5, 30522), 1000), (3, (0, 1), 5)]:
+    ids = np.arange(low, high, dtype=np.int32)
+    before = np.random.default_rng(seed).integers(low, high, size=size)
+    after = ids[np.random.default_rng(seed).integers(0, len(ids), size=size)]
+    np.testing.assert_array_equal(after, before)
+  ids = np.full((128,), 9, np.int32)
+  special = np.zeros((128,), bool)
+  args = {**MASK_ARGS, "mask_token_prob": 0.0, "random_token_prob": 1.0}
+  out, positions, _, weights = masking.mask_tokens(
+      ids, special, np.random.default_rng(5), max_predictions=128, **args)
+  rng = np.random.default_rng(5)  # the draws mask_tokens makes, in its order
+  chosen = np.sort(rng.choice(np.arange(128), size=19, replace=False))
+  rng.random(19)
+  np.testing.assert_array_equal(positions[weights > 0], chosen)
+  np.testing.assert_array_equal(out[chosen], rng.integers(LOW, HIGH, size=19))
 
 
 def test_max_predictions_caps_and_pads():

@@ -163,14 +163,13 @@ def pack_pair(tokens_a, tokens_b, *, max_seq_len, cls_id, sep_id, pad_id):
 
 
 def mask_tokens(token_ids, special_mask, rng, *, mask_prob, mask_token_prob,
-                random_token_prob, max_predictions, mask_id, random_token_low,
-                random_token_high):
+                random_token_prob, max_predictions, mask_id, replacement_ids):
   """BERT's masked-LM corruption of one sequence.
 
   Selects min(max_predictions, max(1, round(n * mask_prob))) of the n candidate
   positions (those with special_mask False); of those, mask_token_prob become
-  [MASK], random_token_prob a random token in [random_token_low, random_token_high),
-  and the rest keep their token.
+  [MASK], random_token_prob a token drawn uniformly from replacement_ids, and the
+  rest keep their token.
 
   Args:
     token_ids: int [L] token ids.
@@ -180,8 +179,8 @@ def mask_tokens(token_ids, special_mask, rng, *, mask_prob, mask_token_prob,
     mask_prob, mask_token_prob, random_token_prob: the rates above.
     max_predictions: P, the padded length of the prediction arrays.
     mask_id: the [MASK] id.
-    random_token_low, random_token_high: the range of random replacement tokens
-      (e.g. [5, vocab_size): never a special token).
+    replacement_ids: int [K], K >= 1, the ids a random replacement is drawn from
+      (WordPiece.replacement_ids: never a special or [unused] token).
 
   Returns:
     (input_ids int32 [L], positions int32 [P], labels int32 [P], weights float32 [P]):
@@ -201,8 +200,12 @@ def mask_tokens(token_ids, special_mask, rng, *, mask_prob, mask_token_prob,
   replace_random = ~replace_mask & (action < mask_token_prob + random_token_prob)
   input_ids = token_ids.copy()
   input_ids[chosen[replace_mask]] = mask_id
-  input_ids[chosen[replace_random]] = rng.integers(
-      random_token_low, random_token_high, size=int(replace_random.sum()))
+  # An index into replacement_ids, not an id: for the contiguous 5..V-1 of a trained
+  # vocab, integers(0, K) draws the same numbers as integers(5, V) minus 5, so the
+  # examples are those of the former integers(low, high) draw (tests/test_masking.py).
+  replacement_ids = np.asarray(replacement_ids)
+  input_ids[chosen[replace_random]] = replacement_ids[rng.integers(
+      0, len(replacement_ids), size=int(replace_random.sum()))]
   positions = np.zeros((max_predictions,), np.int32)
   positions[:num] = chosen
   padded_labels = np.zeros((max_predictions,), np.int32)

@@ -11,7 +11,6 @@ import numpy as np
 
 from prelm_jax import errors
 from prelm_jax.data import masking
-from prelm_jax.data import tokenizer as tokenizer_lib
 
 # Tags that keep the random streams apart (SeedSequence pads short keys with zeros,
 # so streams differ by tag, not by key length).
@@ -66,9 +65,9 @@ class _Examples:
                        f"needs config.data.max_seq_len >= {_MIN_SEQ_LEN}.")
     if data_cfg.max_predictions_per_seq < 1:
       raise ValueError("config.data.max_predictions_per_seq must be >= 1.")
-    if tokenizer.vocab_size <= len(tokenizer_lib.SPECIAL_TOKENS):
-      raise ValueError(f"The vocab has {tokenizer.vocab_size} tokens: no room for "
-                       "random replacement tokens; train a larger vocab.")
+    if not len(tokenizer.replacement_ids):
+      raise ValueError(f"The vocab has {tokenizer.vocab_size} tokens, all of them "
+                       "special: no random replacement tokens; train a larger vocab.")
     self.cfg = data_cfg
     self.tok = tokenizer
     self.documents = _documents(tokenizer, texts)
@@ -98,8 +97,7 @@ class _Examples:
         ids, special, rng, mask_prob=cfg.mask_prob,
         mask_token_prob=cfg.mask_token_prob, random_token_prob=cfg.random_token_prob,
         max_predictions=cfg.max_predictions_per_seq, mask_id=tok.mask_id,
-        random_token_low=len(tokenizer_lib.SPECIAL_TOKENS),
-        random_token_high=tok.vocab_size)
+        replacement_ids=tok.replacement_ids)
     out["input_ids"][row] = ids
     out["token_type_ids"][row] = types
     out["attention_mask"][row] = attention

@@ -1,6 +1,12 @@
-"""BERT WordPiece tokenizer (HF `tokenizers`), stored as a BERT-format vocab.txt."""
+"""BERT WordPiece tokenizer (HF `tokenizers`), stored as a BERT-format vocab.txt.
+
+Reads our own vocabularies (SPECIAL_TOKENS at ids 0..4) and released ones (Google's
+and HuggingFace's: [PAD]=0, [unused0..98], [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103).
+"""
 import os
 import tempfile
+
+import numpy as np
 
 from tokenizers import Tokenizer
 from tokenizers import decoders
@@ -11,7 +17,8 @@ from tokenizers import trainers
 
 from prelm_jax import errors
 
-# BERT's special tokens; their order fixes ids 0..4 (PAD must be 0: padding is zeros).
+# BERT's special tokens. A trained vocab puts them at ids 0..4 in this order; a loaded
+# one may put them anywhere, except [PAD], which must be 0: padding is zeros everywhere.
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _PREFIX = "##"  # marks a word-continuation piece
 
@@ -31,22 +38,47 @@ def _build(vocab, lowercase):
   return tok
 
 
+def is_control_token(token):
+  """Whether `token` is bracketed like [PAD] or [unused7]: a control token.
+
+  Text never yields one (BertPreTokenizer splits "[" off as its own word), so the model
+  must not see one as a random replacement either. A lone "[" or "]" is text.
+  """
+  return len(token) > 2 and token[0] == "[" and token[-1] == "]"
+
+
 class WordPiece:
   """A WordPiece vocabulary and the tokenizer that uses it.
 
   Attributes:
     vocab_size: number of tokens (may be below the requested size on a small corpus).
-    pad_id, unk_id, cls_id, sep_id, mask_id: 0, 1, 2, 3, 4.
+    pad_id, unk_id, cls_id, sep_id, mask_id: the ids of SPECIAL_TOKENS in the vocab
+      (0..4 in a trained one; 0, 100, 101, 102, 103 in Google's BERT vocabularies).
     lowercase: whether text is lowercased (and accents stripped) before splitting.
   """
 
   def __init__(self, tokens, lowercase=True):
-    """Args: tokens: the vocab in id order; lowercase: see the class docstring."""
+    """Args: tokens: the vocab in id order, holding SPECIAL_TOKENS with [PAD] first;
+    lowercase: see the class docstring."""
     self._tokens = list(tokens)
     self.lowercase = lowercase
     self._tok = _build({t: i for i, t in enumerate(self._tokens)}, lowercase)
     self.vocab_size = len(self._tokens)
-    self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = range(5)
+    problem = _special_tokens_problem(self._tokens)
+    if problem:
+      raise ValueError(f"Not a BERT vocabulary: {problem}.")
+    self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
+        self.token_to_id(t) for t in SPECIAL_TOKENS)
+    # Computed once: masking indexes it for every example.
+    self._replacement_ids = np.asarray(
+        [i for i, t in enumerate(self._tokens) if not is_control_token(t)], np.int32)
+    self._replacement_ids.flags.writeable = False
+
+  @property
+  def replacement_ids(self):
+    """Sorted int32 ids that masking may draw as a random replacement: every token
+    but the control tokens ([PAD], [MASK], [unused0], ...). A trained vocab: 5..V-1."""
+    return self._replacement_ids
 
   def encode_lines(self, lines):
     """Tokenises lines without special tokens.
@@ -136,12 +168,28 @@ def train_wordpiece(texts, vocab_size, lowercase=True):
   return WordPiece(tokens, lowercase)
 
 
+def _special_tokens_problem(tokens):
+  """Why `tokens` cannot be a BERT vocab (a missing special token, [PAD] not first),
+  or None."""
+  ids = {t: i for i, t in enumerate(tokens)}
+  for token in SPECIAL_TOKENS:
+    if token not in ids:
+      return f"it has no {token} token"
+  if ids["[PAD]"] != 0:
+    return (f"[PAD] is id {ids['[PAD]']}, not 0 (padding is zeros everywhere, so "
+            "[PAD] must be the first line)")
+  return None
+
+
 def load_wordpiece(vocab_path, lowercase=True, *, fix="fix it, or delete it to train a new one"):
-  """Loads a BERT-format vocab.txt.
+  """Loads a BERT-format vocab.txt: ours, or a released one (Google's, HuggingFace's).
 
   Args:
-    vocab_path: the file; one token per line, the first five SPECIAL_TOKENS.
-    lowercase: must match how the vocab was trained (vocab.txt does not record it).
+    vocab_path: the file; one token per line (line number == id), Unix or Windows
+      line endings, with or without a final newline. It must hold SPECIAL_TOKENS
+      anywhere, [PAD] on the first line.
+    lowercase: must match how the vocab was trained (vocab.txt does not record it):
+      True for BERT's uncased models, False for the cased ones.
     fix: what the error message tells the user to do with a bad file.
 
   Returns:
@@ -161,19 +209,20 @@ def load_wordpiece(vocab_path, lowercase=True, *, fix="fix it, or delete it to t
     raise errors.DataError(f"vocab file {vocab_path} is not UTF-8 text (byte {e.start}: "
                            f"{e.reason}); {fix}") from None
   # Split on "\n" only, like BERT's loader: splitlines() would also split on
-  # characters such as \x1c or \u2028.
-  tokens = text.split("\n")
+  # characters such as \x1c or \u2028. A "\r" before it is a Windows line ending,
+  # which BERT's and HuggingFace's loaders both drop (they strip each line).
+  tokens = [t[:-1] if t.endswith("\r") else t for t in text.split("\n")]
   if tokens and not tokens[-1]:
     tokens.pop()
   problem = None
   if not tokens:
     problem = "it is empty"
-  elif tuple(tokens[:len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
-    problem = f"its first lines are {tokens[:5]}, not {list(SPECIAL_TOKENS)}"
   elif any(not t or t != t.strip() or " " in t for t in tokens):
     problem = "it has an empty line or a token with whitespace"
   elif len(set(tokens)) != len(tokens):
     problem = "it has duplicate tokens"
+  else:
+    problem = _special_tokens_problem(tokens)
   if problem:
     raise errors.DataError(f"vocab file {vocab_path} is malformed: {problem}; {fix}")
   return WordPiece(tokens, lowercase)
