@@ -17,6 +17,7 @@ from prelm_jax import registry
 from prelm_jax.interop import InteropError
 from prelm_jax.interop import google_tf
 from prelm_jax.interop import hf_export
+from prelm_jax.interop import hf_files
 from prelm_jax.interop import hf_import
 from prelm_jax.interop import param_layout
 
@@ -92,6 +93,8 @@ def _config(**changes):
      ["'albert' (AlbertForMaskedLM)"]),
     (lambda d: write_hf_dir(d / "m", config=_config(hidden_act="gelu_new")),
      ["hidden_act 'gelu_new'", "exact (erf) GELU"]),
+    (lambda d: write_hf_dir(d / "m", config=_config(hidden_size=8.5)),
+     ["has hidden_size 8.5; it must be a whole number"]),
     (lambda d: write_hf_dir(d / "m", config=_config(position_embedding_type="relative_key")),
      ["position_embedding_type 'relative_key'"]),
     (lambda d: write_hf_dir(d / "m", config={k: v for k, v in BERT_CONFIG.items()
@@ -154,6 +157,32 @@ def test_google_checkpoint_without_tensorflow_names_the_extra(tmp_path, one_line
   (source / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
   one_line_error(InteropError, import_into(source, tmp_path / "run"),
                  "bert_model.ckpt is a TensorFlow checkpoint", "pip install 'prelm_jax[tf]'")
+
+
+def test_sharded_and_bfloat16_safetensors_are_read(tmp_path):
+  single = write_hf_dir(tmp_path / "single")
+  _, _, expected = hf_files.read_weights(single)
+  sharded = tmp_path / "sharded"
+  sharded.mkdir()
+  names = sorted(expected)
+  halves = {"model-00001-of-00002.safetensors": names[::2],
+            "model-00002-of-00002.safetensors": names[1::2]}
+  for shard, shard_names in halves.items():
+    safetensors_numpy.save_file({n: expected[n] for n in shard_names}, str(sharded / shard))
+  (sharded / "model.safetensors.index.json").write_text(json.dumps(
+      {"weight_map": {n: shard for shard, ns in halves.items() for n in ns}}))
+  _, kind, tensors = hf_files.read_weights(str(sharded))
+  assert kind == "model.safetensors.index.json" and tensors.keys() == expected.keys()
+  for name, array in expected.items():
+    np.testing.assert_array_equal(tensors[name], array)
+  # numpy has no bfloat16 of its own: such files are read through jax's.
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from safetensors import flax as safetensors_flax  # pylint: disable=g-import-not-at-top
+  (tmp_path / "bf16").mkdir()
+  safetensors_flax.save_file({"w": jnp.arange(4, dtype=jnp.bfloat16)},
+                             str(tmp_path / "bf16" / "model.safetensors"))
+  _, _, tensors = hf_files.read_weights(str(tmp_path / "bf16"))
+  np.testing.assert_array_equal(tensors["w"].astype(np.float32), np.arange(4.0))
 
 
 def test_google_names_map_to_hf_names():

@@ -16,6 +16,8 @@ TO_PRELM = {
     "attention_probs_dropout_prob": "model.attention_dropout_rate",
     "vocab_size": "data.vocab_size",
 }
+# transformers' names for GELU's exact (erf) form, the only activation prelm computes.
+EXACT_GELU = ("gelu", "gelu_python")
 REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
             "intermediate_size")
 # transformers' BertConfig defaults, for the keys a config.json may leave out (Google's
@@ -49,10 +51,11 @@ def prelm_settings(hf_config, path):
     raise InteropError(f"{path} lacks {', '.join(missing)}; is it a BERT config?")
   merged = {**DEFAULTS, **{k: v for k, v in hf_config.items() if v is not None}}
   act = merged["hidden_act"]
-  if act != "gelu":
+  if act not in EXACT_GELU:
     raise InteropError(
-        f"{path} has hidden_act {act!r}; prelm's BERT computes the exact (erf) GELU, "
-        "which is HF's 'gelu' only, so these weights would give other outputs")
+        f"{path} has hidden_act {act!r}; prelm's BERT computes the exact (erf) GELU "
+        f"(HF's {' or '.join(map(repr, EXACT_GELU))}), so these weights would give other "
+        "outputs")
   if merged.get("position_embedding_type", "absolute") != "absolute":
     raise InteropError(
         f"{path} has position_embedding_type {merged['position_embedding_type']!r}; "
@@ -60,10 +63,21 @@ def prelm_settings(hf_config, path):
   if merged.get("is_decoder") or merged.get("add_cross_attention"):
     raise InteropError(f"{path} describes a BERT decoder (is_decoder/add_cross_attention); "
                        "prelm's encoder has no causal mask or cross-attention")
-  if merged["hidden_size"] % merged["num_attention_heads"]:
+  settings = {prelm: _number(hf, merged[hf], path) for hf, prelm in TO_PRELM.items()}
+  if settings["model.hidden_size"] % max(settings["model.num_heads"], 1):
     raise InteropError(f"{path}: hidden_size {merged['hidden_size']} is not divisible by "
                        f"num_attention_heads {merged['num_attention_heads']}")
-  return {prelm: merged[hf] for hf, prelm in TO_PRELM.items()}
+  return settings
+
+
+def _number(key, value, path):
+  """An int for sizes, a float for the rest (a locked prelm config keeps each key's type)."""
+  integral = key in REQUIRED or key in ("max_position_embeddings", "type_vocab_size")
+  if (isinstance(value, bool) or not isinstance(value, (int, float))
+      or (integral and value != int(value))):
+    kind = "a whole number" if integral else "a number"
+    raise InteropError(f"{path} has {key} {value!r}; it must be {kind}")
+  return int(value) if integral else float(value)
 
 
 def check_exportable(config, path):

@@ -29,8 +29,8 @@ IMPORTED_FROM_FILE = "imported_from.json"
 EXPERIMENT_FILE = "experiment.py"
 # config.json is the run's config at any time (a resumed run with other settings
 # replaces it after its first checkpoint), so reading it keeps the two in step.
-EXPERIMENT_TEXT = '''"""The config of the run in this directory (config.json beside this file), which
-`prelm import-hf` wrote. Continue pre-training it (from its step 0 to
+EXPERIMENT_TEXT = '''"""The config of the run in this directory (config.json beside this
+file), which `prelm import-hf` wrote. Continue pre-training it (from its step 0 to
 config.train.num_steps; overrides as usual):
 
   prelm train --config {workdir}/experiment.py --workdir {workdir}
