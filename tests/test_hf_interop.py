@@ -32,7 +32,6 @@ from prelm_jax.interop import hf_config  # noqa: E402
 from prelm_jax.interop import hf_export  # noqa: E402
 from prelm_jax.interop import hf_import  # noqa: E402
 from prelm_jax.interop import hf_names  # noqa: E402
-from prelm_jax.interop import param_layout  # noqa: E402
 from prelm_jax.model import intermediates  # noqa: E402
 from prelm_jax.model import pretraining  # noqa: E402
 

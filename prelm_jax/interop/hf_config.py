@@ -100,7 +100,6 @@ def check_exportable(config, path):
 
 def hf_config(config, vocab_size, pad_token_id, tied):
   """The config.json of a BertForPreTraining for prelm run `config` (a dict)."""
-  model = config["model"]
   out = {"architectures": ["BertForPreTraining"], "model_type": "bert",
          "hidden_act": "gelu", "position_embedding_type": "absolute",
          "pad_token_id": pad_token_id, "tie_word_embeddings": tied,
