@@ -6,6 +6,9 @@
   prelm plan --config bert_large --mesh data=1,fsdp=32,tensor=1 [--devices 32] \
       [--device-memory 16GiB]     # compile only: memory and FLOPs per device
 
+  prelm import-hf HF_DIR WORKDIR [--config NAME|PATH]   # HuggingFace/Google BERT -> a run
+  prelm export-hf WORKDIR HF_DIR                        # a run -> HF BertForPreTraining
+
 `--config` takes a path (config_flags conventions, `path.py:arg`) or an experiment name.
 `prelm --help` (or `prelm <command> --help`) lists each command's flags; see usage.py.
 
@@ -27,6 +30,7 @@ from prelm_jax import errors
 from prelm_jax import library_logs
 from prelm_jax import plan as plan_lib  # defines --mesh, --devices, --device-memory
 from prelm_jax import preemption
+from prelm_jax.interop import cli as interop_cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment: experiments/<name>.py[:arg] or just <name>.", lock_config=True)
@@ -46,7 +50,7 @@ _INPUT = flags.DEFINE_string("input", None, "predict: the file to label (the for
                              "run was trained on).")
 _OUTPUT = flags.DEFINE_string("output", None, "predict: where to write the labelled file.")
 
-COMMANDS = ("train", "predict", "plan")
+COMMANDS = ("train", "predict", "plan") + tuple(interop_cli.COMMANDS)
 
 
 def fail(message):
@@ -65,7 +69,7 @@ def parse_flags(argv):
   if usage.requested(argv[1:]):  # before absl, whose --help lists flags without commands
     usage.show(argv[1:], flags.FLAGS)
     sys.exit(0)
-  argv, config_path = resolve_config(argv)
+  argv, config_path = resolve_config(interop_cli.with_default_config(argv))
   try:
     with registry.sibling_imports(config_path):  # `from experiments import` its own folder
       remaining = flags.FLAGS(argv)
@@ -122,10 +126,11 @@ def resolve_config(argv):
 
 def main(argv):
   command = argv[1:]
-  if len(command) != 1 or command[0] not in COMMANDS:
+  interop = bool(command) and command[0] in interop_cli.COMMANDS  # + two directories
+  if not interop and (len(command) != 1 or command[0] not in COMMANDS):
     fail(f"expected one command from {COMMANDS}, got {command or 'none'}; "
          "e.g. prelm train --config bert_tiny_pydocs --workdir runs/tiny (see prelm --help)")
-  if command != ["predict"] and _CONFIG.value is None:
+  if command in (["train"], ["plan"]) and _CONFIG.value is None:
     fail("--config is required, e.g. --config experiments/bert_tiny_pydocs.py")
   if not flags.FLAGS["verbosity"].present:  # -v 0 shows everything
     # WARNING, not ERROR: absl sets it on the root logger, where jax warns about things a
@@ -139,6 +144,9 @@ def main(argv):
       sys.exit(f"prelm: {preemption.requested()}: stopped")
   if command == ["predict"]:
     run_predict()
+    return
+  if interop:
+    interop_cli.main(command, _CONFIG.value, fail)
     return
   if command == ["plan"]:  # compile-only: no workdir, no corpus, no distributed set-up
     plan_lib.main(_CONFIG.value, fail)

@@ -12,8 +12,9 @@ import textwrap
 
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
 
-# command -> (what it does, its flags with a placeholder for the value, an example); an
-# enum flag's placeholder is its values, a boolean flag has none.
+# command -> (what it does, its flags with a placeholder for the value, an example[, its
+# arguments and what happens to them]); an enum flag's placeholder is its values, a
+# boolean flag has none.
 COMMANDS = {
     "train": (
         "train an experiment (pre-training or fine-tuning) into a workdir; the same command resumes it",
@@ -32,6 +33,36 @@ COMMANDS = {
          ("device-memory", "SIZE")),
         "prelm plan --config bert_large --mesh data=1,fsdp=32,tensor=1 "
         "--device-memory 16GiB"),
+    "import-hf": (
+        "turn a HuggingFace BERT (or Google's TF BERT checkpoint) into a new prelm run",
+        (("config", "NAME|PATH"),),
+        "prelm import-hf ~/models/bert-base-uncased runs/bert_base",
+        """\
+prelm import-hf HF_DIR WORKDIR [--config NAME|PATH] [--config.a.b=value ...]
+  HF_DIR   config.json (model_type bert) + model.safetensors, or pytorch_model.bin (read
+           with torch.load(weights_only=True): no code runs) + vocab.txt; do_lower_case
+           from tokenizer_config.json (default True). BertModel, BertForPreTraining and
+           BertForMaskedLM layouts; heads they lack start fresh. Or Google's original
+           bert_config.json + bert_model.ckpt.* + vocab.txt (pip install 'prelm_jax[tf]').
+  WORKDIR  a new directory: config.json, vocab.txt, checkpoints/0 (the weights, a fresh
+           optimizer state), imported_from.json, experiment.py. Never overwritten.
+  The architecture comes from HF_DIR; --config (default: base) gives the rest: data,
+  train, optim, model.scan_layers, model.vocab_pad_multiple.
+  Then: continue pre-training (step 0 -> config.train.num_steps):
+           prelm train --config WORKDIR/experiment.py --workdir WORKDIR
+        fine-tune: prelm train --config sst2 --workdir runs/sst2 --config.init_from=WORKDIR"""),
+    "export-hf": (
+        "write a pre-training run as a HuggingFace BertForPreTraining directory",
+        (),
+        "prelm export-hf runs/bert_tiny_books exported/bert_tiny_books",
+        """\
+prelm export-hf WORKDIR HF_DIR
+  WORKDIR  a prelm pre-training run (its latest checkpoint); pre-LN, ALiBi and LSTM
+           models are refused: HF BERT has no such option.
+  HF_DIR   a new directory: config.json, model.safetensors (float32, vocabulary padding
+           rows left out, scanned layers unstacked), vocab.txt, tokenizer_config.json,
+           special_tokens_map.json, for BertForPreTraining.from_pretrained and
+           BertTokenizerFast.from_pretrained."""),
 }
 
 _FOOTER = """\
@@ -58,16 +89,20 @@ def text(args, flag_values):
   named = [arg for arg in args if arg in COMMANDS][:1] or list(COMMANDS)
   lines = ["usage: prelm <command> --config NAME|PATH [flags] [--config.a.b=value ...]",
            "", "commands:"]
-  lines += [f"  {name:<8} {summary}" for name, (summary, _, _) in COMMANDS.items()]
+  lines += [f"  {name:<10} {summary}" for name, (summary, *_) in COMMANDS.items()]
   for name in named:
-    lines += ["", f"prelm {name} flags:"] + _flag_lines(name, flag_values)
-    lines += ["  example:", f"    {COMMANDS[name][2]}"]
+    _, specs, example, *details = COMMANDS[name]
+    if details:
+      lines += [""] + details[0].splitlines()
+    if specs:
+      lines += ["", f"prelm {name} flags:"] + _flag_lines(name, flag_values)
+    lines += ["  example:", f"    {example}"]
   return "\n".join(lines + ["", _FOOTER])
 
 
 def _flag_lines(command, flag_values):
   """One aligned entry per flag: `--name=VALUE  help (default: d)`, wrapped."""
-  _, specs, _ = COMMANDS[command]
+  specs = COMMANDS[command][1]
   flags = [flag_values[name] for name, _ in specs]
   heads = [_head(flag, placeholder) for flag, (_, placeholder) in zip(flags, specs)]
   column = 2 + max(map(len, heads)) + 2
