@@ -44,10 +44,12 @@ TOLERANCE = 1e-4
 
 
 def vocab_tokens(size=VOCAB_SIZE):
-  """Special tokens, every character alone and as ##continuation, then filler words:
-  any text tokenises into something other than [UNK]."""
+  """Google's layout ([PAD]=0, [unused0..98], [UNK]=100, [CLS], [SEP], [MASK]), every
+  character alone and as ##continuation, then filler words: any text tokenises into
+  something other than [UNK]."""
   chars = string.ascii_lowercase + string.digits + string.punctuation
-  tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(chars)
+  tokens = (["[PAD]"] + [f"[unused{i}]" for i in range(99)]
+            + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(chars))
   tokens += ["##" + c for c in chars]
   return tokens + [f"word{i}" for i in range(size - len(tokens))]
 
