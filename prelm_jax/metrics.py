@@ -85,3 +85,23 @@ def drop_records_after(workdir, step, *, drop_eval_at_step=False):
   with open(tmp, "w") as f:
     f.writelines(kept)
   os.replace(tmp, path)
+
+
+def read_table(workdir):
+  """metrics.jsonl as a pandas DataFrame: one row a record, columns step, split and
+  the metrics (NaN where a record has no such metric), in the order they were written.
+
+  A torn last line (a run killed mid-write, or one still writing) is left out.
+  """
+  # Imported here: notebooks read tables, training never does and starts faster without.
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, workdir_lib.METRICS_FILE)
+  records = []
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          records.append(json.loads(line))
+        except json.JSONDecodeError:
+          continue
+  return pd.DataFrame.from_records(records, columns=None if records else ["step", "split"])

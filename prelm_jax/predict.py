@@ -4,15 +4,11 @@ file of the format it was trained on (its best evaluation's params when it kept 
 The output is the same table as the run's predictions_dev.tsv: one line per example
 (classification) or per word (tagging), with the predicted label last.
 """
-import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from prelm_jax import analysis
 from prelm_jax import errors
 from prelm_jax import tasks
-from prelm_jax.data import array_batches
 from prelm_jax.data import finetune_sources
 from prelm_jax.tasks import finetune
 
@@ -30,15 +26,10 @@ def predict_file(workdir, input_path, output_path, *, batch_size=64):
     raise errors.ConfigError(
         f"--workdir {workdir} is a {task.name!r} run; prelm predict needs a fine-tuned "
         "one (task classify or tag): pass the --workdir of such a run")
-  task.attach_run(workdir)
-  _, model, params, tokenizer = analysis.load_run(workdir, best=True)
-  records = task.read_unlabelled(input_path)
-  arrays = task.encode_unlabelled(records, tokenizer)
-  spec = task.batch_spec()
-  device = {k: v for k, v in arrays.items() if k in spec}
-  predict = jax.jit(lambda p, b: task.predict(model, p, b))
-  predictions = np.concatenate([
-      np.asarray(predict(params, {k: jnp.asarray(v) for k, v in batch.items()}))
-      for batch in array_batches.eval_batches(device, batch_size=batch_size)])
-  task.write_predictions(output_path, predictions[:len(records)], (records, arrays))
+  run = analysis.load_run(workdir, best=True)
+  records = run.task.read_unlabelled(input_path)
+  arrays = run.task.encode_unlabelled(records, run.tokenizer)
+  predictions = run.task.predict_arrays(run.model, run.params, arrays,
+                                        batch_size=batch_size)
+  run.task.write_predictions(output_path, predictions, (records, arrays))
   return len(records)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from prelm_jax import errors
 from prelm_jax import finetune_metrics
 from prelm_jax import losses
 from prelm_jax.data import finetune_encode
@@ -55,6 +56,20 @@ class ClassifyTask(finetune.FinetuneTask):
     data = self.config.data
     return finetune_tables.read_table(path, text_columns=tuple(data.text_columns),
                                       label_column=None, delimiter=data.delimiter or None)
+
+  def records_from_texts(self, texts):
+    """Examples of raw texts: strings, or (a, b) pairs for a pair run."""
+    pair = bool(self.config.data.sentence_pair)
+    examples = []
+    for i, text in enumerate(texts):
+      parts = (text,) if isinstance(text, str) else tuple(text)
+      if len(parts) != (2 if pair else 1) or not all(isinstance(p, str) for p in parts):
+        wanted = "(a, b) pairs of strings" if pair else "strings"
+        raise errors.DataError(
+            f"text {i} is {text!r}: this run classifies {wanted} ("
+            f"config.data.sentence_pair={pair}); pass a list of {wanted}")
+      examples.append(finetune_tables.Example(parts, None, i + 1))
+    return examples
 
   def encode_unlabelled(self, records, tokenizer):
     return finetune_encode.encode_examples(records, tokenizer,
@@ -128,12 +143,18 @@ class ClassifyTask(finetune.FinetuneTask):
     return finetune_metrics.classification_metrics(arrays["labels"], predictions,
                                                    num_labels=len(self.labels))
 
+  def decode_predictions(self, predictions, examples):
+    """A label (classification) or a score (regression) per record."""
+    records, _ = examples
+    return [float(p) if self.regression else self.labels[int(p)]
+            for p in predictions[:len(records)]]
+
   def write_predictions(self, path, predictions, dev):
     records, _ = dev
     with open(path, "w", encoding="utf-8") as f:
       f.write("line\t" + "\t".join(self.config.data.text_columns) + "\tlabel\tpredicted\n")
-      for record, pred in zip(records, predictions):
-        shown = f"{float(pred):.4f}" if self.regression else self.labels[int(pred)]
+      for record, pred in zip(records, self.decode_predictions(predictions, dev)):
+        shown = f"{pred:.4f}" if self.regression else pred
         texts = "\t".join(t.replace("\t", " ") for t in record.texts)
         gold = "" if record.label is None else record.label
         f.write(f"{record.line}\t{texts}\t{gold}\t{shown}\n")

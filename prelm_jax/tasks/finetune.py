@@ -14,6 +14,7 @@ import json
 import math
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -92,6 +93,15 @@ class FinetuneTask(base.Task):
   def read(self, path):
     raise NotImplementedError
 
+  def records_from_texts(self, texts):
+    """Unlabelled records of raw texts typed in a notebook (analysis.Run.predict)."""
+    raise NotImplementedError
+
+  def decode_predictions(self, predictions, examples):
+    """What a person reads, one item per record of `examples` ((records, arrays)):
+    a label, a score or (word, tag) pairs."""
+    raise NotImplementedError
+
   def label_list(self, train, evals):
     """The label vocabulary from `train`; `evals` ({path: records}) may hold no other."""
     raise NotImplementedError
@@ -135,6 +145,21 @@ class FinetuneTask(base.Task):
   def predict(self, model, params, batch):
     logits = model.apply({"params": params}, *self.model_inputs(batch), deterministic=True)
     return self._predictions(logits)
+
+  def predict_arrays(self, model, params, arrays, *, batch_size=64):
+    """Predictions for encoded examples (encode_unlabelled's arrays), as evaluation
+    makes them: `prelm predict` and notebooks (analysis.Run.predict) label with this.
+
+    Returns:
+      numpy predictions, one row per example (decode_predictions reads them).
+    """
+    spec = self.batch_spec()
+    inputs = {k: v for k, v in arrays.items() if k in spec}
+    predict = jax.jit(lambda p, b: self.predict(model, p, b))
+    predictions = np.concatenate([
+        np.asarray(predict(params, {k: jnp.asarray(v) for k, v in batch.items()}))
+        for batch in array_batches.eval_batches(inputs, batch_size=batch_size)])
+    return predictions[:len(arrays["input_ids"])]  # the last batch's padding rows go
 
   def analytic_flops(self, num_params):
     """6 * N * tokens (an encoder plus a small head: no better count is needed)."""

@@ -73,6 +73,11 @@ class TagTask(finetune.FinetuneTask):
       return conll.read_conllu(path, column=data.tag_column or "upos")
     return conll.read_conll(path, column=int(data.tag_column or -1))
 
+  def records_from_texts(self, texts):
+    """Sentences of raw texts, split into words on whitespace (or given as word lists)."""
+    return [conll.TaggedSentence(text.split() if isinstance(text, str) else list(text),
+                                 [], i + 1) for i, text in enumerate(texts)]
+
   def encode_unlabelled(self, records, tokenizer):
     return finetune_encode.encode_tagged(records, tokenizer,
                                          self.config.data.max_seq_len)[0]
@@ -142,11 +147,17 @@ class TagTask(finetune.FinetuneTask):
       metrics.update(finetune_metrics.entity_metrics(gold, pred))
     return metrics
 
+  def decode_predictions(self, predictions, examples):
+    """(word, predicted tag) pairs per sentence."""
+    sentences, _ = examples
+    return [list(zip(s.words, tags))
+            for s, tags in zip(sentences, self._word_predictions(predictions, examples))]
+
   def write_predictions(self, path, predictions, dev):
     sentences, _ = dev
     with open(path, "w", encoding="utf-8") as f:
       f.write("word\tlabel\tpredicted\n")
-      for sentence, tags in zip(sentences, self._word_predictions(predictions, dev)):
-        for word, gold, pred in zip(sentence.words, sentence.tags, tags):
+      for sentence, pairs in zip(sentences, self.decode_predictions(predictions, dev)):
+        for (word, pred), gold in zip(pairs, sentence.tags):
           f.write(f"{word}\t{gold}\t{pred}\n")
         f.write("\n")
