@@ -198,7 +198,7 @@ def load_run(workdir, step=None, *, best=False, devices=None):
   Raises:
     WorkdirError: no run there (no config.json), no checkpoint, or no such step.
   """
-  workdir = os.fspath(workdir)
+  workdir = os.path.abspath(os.fspath(workdir))  # orbax takes absolute paths only
   config = _read_config(workdir)
   steps = workdir_lib.checkpoint_steps(workdir)
   checkpoints = os.path.join(workdir, workdir_lib.CHECKPOINTS_DIR)

@@ -55,9 +55,11 @@ def test_a_run_loads_its_params_alone_and_unpacks_as_before(pretrained, monkeypa
   assert run.task.name == "pretrain" and run.workdir == str(workdir)
   assert run.steps == (2, 4) and run.step == 4
   assert analysis.load_run(workdir, step=2).step == 2
+  monkeypatch.chdir(workdir.parent)  # a path relative to the notebook's folder
+  assert analysis.load_run(workdir.name, step=2).workdir == str(workdir)
   assert config.mesh.fsdp == 8  # the run's config as it trained, not the loading mesh
   # Only the params were asked for: orbax's partial restore never reads opt_state.
-  assert len(asked) == 2  # the two loads
+  assert len(asked) == 3  # the three loads
   for args in asked:
     assert set(args.state.item) == {"params"} and args.state.partial_restore
   one = {jax.local_devices()[0]}
