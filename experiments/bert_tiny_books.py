@@ -1,6 +1,7 @@
-"""BERT-tiny (2 layers, hidden 128, 2 heads) pre-trained on English prose: the encoder of
-README's fine-tuning study. Same corpus and vocabulary as bert_mini_books; a smaller model
-trained for more steps, so that the study's 36 fine-tuning runs fit on 2 CPU cores.
+"""BERT-tiny (2 layers, hidden 128, 2 heads) on English prose: README's study's encoder.
+
+Same corpus and vocabulary as bert_mini_books; a smaller model trained for more steps,
+so that the study's 36 fine-tuning runs fit on 2 CPU cores.
 
   prelm train --config bert_tiny_books --workdir runs/bert_tiny_books
 """

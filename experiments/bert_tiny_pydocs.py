@@ -1,5 +1,6 @@
-"""The default experiment: BERT-tiny (2 layers, hidden 128, 2 heads) on the embedded
-pydocs corpus, MLM + NSP at sequence length 128; a few minutes on 2 CPU cores.
+"""The default experiment: BERT-tiny on the embedded pydocs corpus, minutes on 2 CPUs.
+
+BERT-tiny (2 layers, hidden 128, 2 heads), MLM + NSP at sequence length 128.
 
   prelm train --config experiments/bert_tiny_pydocs.py --workdir runs/bert_tiny_pydocs
 """

@@ -1,5 +1,6 @@
-"""Baseline for bert_tiny_books: the same pre-training with a bidirectional LSTM encoder
-(hidden 128, 2 layers) in place of self-attention.
+"""Baseline for bert_tiny_books: the same pre-training with a bidirectional LSTM encoder.
+
+Hidden 128, 2 layers, in place of self-attention.
 
   prelm train --config lstm_tiny_books --workdir runs/lstm_tiny_books
 """

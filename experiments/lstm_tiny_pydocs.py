@@ -1,5 +1,6 @@
-"""Baseline for bert_tiny_pydocs: the same run with a bidirectional LSTM encoder
-(hidden 128, 2 layers) in place of self-attention; compare final_metrics.json.
+"""Baseline for bert_tiny_pydocs: the same run with a bidirectional LSTM encoder.
+
+Hidden 128, 2 layers, in place of self-attention; compare final_metrics.json.
 
   prelm train --config experiments/lstm_tiny_pydocs.py --workdir runs/lstm_tiny_pydocs
 """

@@ -1,5 +1,4 @@
-"""Universal Dependencies POS tagging (UPOS of CoNLL-U files, e.g. English GUM); token
-accuracy.
+"""Universal Dependencies POS tagging (UPOS of CoNLL-U files, e.g. English GUM); accuracy.
 
   prelm train --config ud_pos --workdir runs/pos --config.init_from=runs/bert_mini_books \
       --config.data.train_path=../shared/data/ud-english-gum/en_gum-ud-train.conllu \

@@ -7,10 +7,14 @@ import json
 import os
 
 
+def text(obj):
+  """`obj` as a run's JSON files hold it: indented, keys sorted, a final newline."""
+  return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
 def write_json(path, obj):
-  """Writes `obj` to `path` as indented JSON with sorted keys, through a rename."""
+  """Writes text(obj) to `path` through a rename."""
   tmp = f"{path}.tmp"
   with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
+    f.write(text(obj))
   os.replace(tmp, path)

@@ -8,6 +8,8 @@
 
   prelm import-hf HF_DIR WORKDIR [--config NAME|PATH]   # HuggingFace/Google BERT -> a run
   prelm export-hf WORKDIR HF_DIR                        # a run -> HF BertForPreTraining
+  prelm list                                            # the experiments, one line each
+  prelm show NAME [--config.a.b=v ...]                  # its resolved config and params
 
 `--config` takes a path (config_flags conventions, `path.py:arg`) or an experiment name.
 `prelm --help` (or `prelm <command> --help`) lists each command's flags; see usage.py.
@@ -27,6 +29,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from prelm_jax import errors
+from prelm_jax import info_commands
 from prelm_jax import library_logs
 from prelm_jax import plan as plan_lib  # defines --mesh, --devices, --device-memory
 from prelm_jax import preemption
@@ -50,7 +53,7 @@ _INPUT = flags.DEFINE_string("input", None, "predict: the file to label (the for
                              "run was trained on).")
 _OUTPUT = flags.DEFINE_string("output", None, "predict: where to write the labelled file.")
 
-COMMANDS = ("train", "predict", "plan") + tuple(interop_cli.COMMANDS)
+COMMANDS = ("train", "predict", "plan") + info_commands.COMMANDS + tuple(interop_cli.COMMANDS)
 
 
 def fail(message):
@@ -69,7 +72,8 @@ def parse_flags(argv):
   if usage.requested(argv[1:]):  # before absl, whose --help lists flags without commands
     usage.show(argv[1:], flags.FLAGS)
     sys.exit(0)
-  argv, config_path = resolve_config(interop_cli.with_default_config(argv))
+  argv = info_commands.with_config_flag(interop_cli.with_default_config(argv))
+  argv, config_path = resolve_config(argv)
   try:
     with registry.sibling_imports(config_path):  # `from experiments import` its own folder
       remaining = flags.FLAGS(argv)
@@ -144,6 +148,9 @@ def main(argv):
       sys.exit(f"prelm: {preemption.requested()}: stopped")
   if command == ["predict"]:
     run_predict()
+    return
+  if command[0] in info_commands.COMMANDS:
+    info_commands.main(command, _CONFIG.value, fail)
     return
   if interop:
     interop_cli.main(command, _CONFIG.value, fail)

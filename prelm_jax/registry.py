@@ -9,6 +9,7 @@ own folder first: an edited checkout's base.py is the one its experiments get, w
 copy is installed or on sys.path.
 """
 import contextlib
+import difflib
 import importlib.machinery
 import importlib.util
 import os
@@ -41,8 +42,12 @@ def resolve(config_arg):
   if spec.endswith(".py") or os.sep in spec:
     return config_arg
   if spec not in names():
-    raise ValueError(f"unknown experiment {spec!r}; known: {', '.join(names())} "
-                     f"(or pass a path to a config file)")
+    close = difflib.get_close_matches(spec, names(), n=3)
+    suggestion = " or ".join(filter(None, [", ".join(close[:-1]), close[-1]])) if close else ""
+    known = (f"did you mean {suggestion}? (`prelm list` shows every one" if close
+             else f"known: {', '.join(names())} (")
+    raise ValueError(f"unknown experiment {spec!r}; {known}; or pass a path to a "
+                     "config file)")
   return str(EXPERIMENTS_DIR / f"{spec}.py") + sep + arg
 
 

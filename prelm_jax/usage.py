@@ -33,6 +33,21 @@ COMMANDS = {
          ("device-memory", "SIZE")),
         "prelm plan --config bert_large --mesh data=1,fsdp=32,tensor=1 "
         "--device-memory 16GiB"),
+    "list": (
+        "the registered experiments (and sweeps), each with its docstring's first line",
+        (),
+        "prelm list"),
+    "show": (
+        "an experiment's config as a run would save it (overrides applied), then its params",
+        (),
+        "prelm show bert_mini --config.train.num_steps=2000",
+        """\
+prelm show NAME|PATH [--config.a.b=value ...]
+  Loads the config as `prelm train --config NAME` would, adopts a fine-tuning run's
+  config.init_from architecture and checks every value (the mesh waits for the run's
+  devices: see prelm plan). Prints the JSON the workdir's config.json would hold, then
+  `params: N`, counted from shapes alone (the task model with its heads; a fine-tuning
+  head without config.data.labels is counted with 2 outputs)."""),
     "import-hf": (
         "turn a HuggingFace BERT (or Google's TF BERT checkpoint) into a new prelm run",
         (("config", "NAME|PATH"),),
