@@ -25,6 +25,7 @@ from prelm_jax import nonfinite
 from prelm_jax import optim
 from prelm_jax import preemption
 from prelm_jax import progress as progress_lib
+from prelm_jax import provenance
 from prelm_jax import sharding
 from prelm_jax import state as state_lib
 from prelm_jax import tasks
@@ -192,6 +193,9 @@ def _run(config, workdir, allow_config_change, stop_at, experiment):
       num_params = sum(x.size for x in jax.tree.leaves(state.params))
       say(banner(experiment, num_params, mesh, wd))
       restored = int(jax.device_get(state.step))  # records past it will be rewritten
+      if jax.process_index() == 0:  # only now: a start refused by the restore left no trace
+        provenance.append(wd.file(provenance.PROVENANCE_FILE),
+                          restored if wd.has_checkpoints else None)
       notice = schedule_change_notice(config, wd, restored)
       if notice:
         say(notice)
