@@ -47,7 +47,8 @@ prelm show NAME|PATH [--config.a.b=value ...]
   config.init_from architecture and checks every value (the mesh waits for the run's
   devices: see prelm plan). Prints the JSON the workdir's config.json would hold, then
   `params: N`, counted from shapes alone (the task model with its heads; a fine-tuning
-  head without config.data.labels is counted with 2 outputs)."""),
+  head without config.data.labels is counted with 2 outputs). A budget in epochs
+  (train.num_epochs) becomes train.num_steps only once train reads the data."""),
     "import-hf": (
         "turn a HuggingFace BERT (or Google's TF BERT checkpoint) into a new prelm run",
         (("config", "NAME|PATH"),),
