@@ -49,6 +49,9 @@ def get_config(arg=None):
   # ALiBi: a fixed per-head penalty on attention to distant tokens, on top of the
   # learned positions (model/layers.py alibi_bias).
   config.model.alibi = False
+  # Feed-forward: gelu (BERT) | geglu (gelu(gate) * value, Shazeer 2020; transformer only,
+  # H * mlp_dim + mlp_dim more params per layer; not exportable to Hugging Face BERT).
+  config.model.mlp_activation = "gelu"
 
   config.data = ml_collections.ConfigDict()
   config.data.dataset = "pydocs"         # a TFDS builder name: pydocs | text_files | ...
@@ -67,11 +70,17 @@ def get_config(arg=None):
   config.data.lowercase = True
   config.data.max_seq_len = 128
   config.data.short_seq_prob = 0.1       # BERT: sometimes use a shorter target length
+  # The sentence-pair objective: nsp (BERT: B follows A, or comes from another
+  # document) | sop (ALBERT: A and B in order or swapped) | none (MLM only: no head).
+  config.data.sentence_objective = "nsp"
   config.data.nsp_random_prob = 0.5      # P(segment B comes from another document)
   config.data.mask_prob = 0.15
   config.data.mask_token_prob = 0.8      # of the selected: -> [MASK]
   config.data.random_token_prob = 0.1    # of the selected: -> random token (rest kept)
   config.data.max_predictions_per_seq = 20
+  # True: mask whole words (a piece and its "##" pieces) together; mask_prob then
+  # counts the tokens those words cover (BERT's --do_whole_word_mask).
+  config.data.whole_word_masking = False
   # Fine-tuning inputs (tasks/classify.py, tasks/tagging.py): a file, or a TFDS dataset
   # prepared in tfds_data_dir as tfds:NAME:SPLIT (tfds:glue/sst2:train,
   # tfds:conll2003:dev; never downloaded at run time: data/finetune_tfds.py). Columns

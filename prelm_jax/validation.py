@@ -13,6 +13,7 @@ from prelm_jax import errors
 from prelm_jax import nonfinite
 from prelm_jax import sharding
 from prelm_jax.data import finetune_sources
+from prelm_jax.data import masking
 from prelm_jax.data import finetune_tables
 from prelm_jax.data import plain_text
 from prelm_jax.data import text_sources
@@ -76,6 +77,14 @@ def check_model(model):
     if model[key] not in DTYPES:
       _fail(p + key, model[key], f"it must be one of {', '.join(DTYPES)}",
             f"use --config.model.{key}=float32 or bfloat16")
+  activation = model.get("mlp_activation", "gelu")
+  if activation not in model_config.MLP_ACTIVATIONS:
+    _fail(p + "mlp_activation", activation,
+          f"it must be one of {', '.join(model_config.MLP_ACTIVATIONS)}",
+          "use --config.model.mlp_activation=gelu (BERT's) or geglu")
+  if model.encoder == "lstm" and activation != "gelu":
+    _fail(p + "mlp_activation", activation, "the lstm encoder has no feed-forward layer",
+          "drop --config.model.mlp_activation, or use --config.model.encoder=transformer")
   if model.remat_policy not in model_config.REMAT_POLICIES:
     _fail(p + "remat_policy", model.remat_policy,
           f"it must be one of {', '.join(model_config.REMAT_POLICIES)}",
@@ -121,6 +130,14 @@ def check_data(data, model):
         f"config.model.max_position_embeddings={model.max_position_embeddings}; "
         "lower the first or raise the second")
   _at_least(data, "max_predictions_per_seq", 1, prefix=p)
+  objective = data.get("sentence_objective", "nsp")
+  if objective not in masking.SENTENCE_OBJECTIVES:
+    _fail(p + "sentence_objective", objective,
+          f"it must be one of {', '.join(masking.SENTENCE_OBJECTIVES)}",
+          "use --config.data.sentence_objective=nsp (BERT's), sop (ALBERT's) or none")
+  if not isinstance(data.get("whole_word_masking", False), bool):
+    _fail(p + "whole_word_masking", data.whole_word_masking, "it must be True or False",
+          "pass --config.data.whole_word_masking=True (or False, BERT's default)")
   _between(data, "mask_prob", 0, 1, prefix=p, low_open=True)
   for key in ("mask_token_prob", "random_token_prob", "nsp_random_prob", "short_seq_prob"):
     _between(data, key, 0, 1, prefix=p)

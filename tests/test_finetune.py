@@ -385,3 +385,21 @@ def test_real_files_regression_and_pos(pretrained, tmp_path, shared_file):
   final = train.run(config, str(tmp_path / "pos")).final_metrics
   assert "token_accuracy" in final and "entity_f1" not in final
   assert "NOUN" in (tmp_path / "pos" / "labels.txt").read_text().split()
+
+
+def test_finetuning_adopts_the_pretrained_mlp_activation(tmp_path):
+  from prelm_jax.tasks import finetune  # pylint: disable=g-import-not-at-top
+  saved = registry.load("base").to_dict()
+  saved["model"]["mlp_activation"] = "geglu"
+  (tmp_path / "config.json").write_text(json.dumps(saved, default=list))
+  config = registry.load("sst2")
+  config.init_from, config.init_params = str(tmp_path), False
+  finetune.adopt_pretrained_architecture(config, registry.load("sst2"))
+  assert config.model.mlp_activation == "geglu"
+  # A run saved before the key existed is a gelu run.
+  del saved["model"]["mlp_activation"]
+  (tmp_path / "config.json").write_text(json.dumps(saved, default=list))
+  config = registry.load("sst2")
+  config.init_from, config.init_params = str(tmp_path), False
+  finetune.adopt_pretrained_architecture(config, registry.load("sst2"))
+  assert config.model.mlp_activation == "gelu"

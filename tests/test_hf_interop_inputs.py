@@ -229,6 +229,8 @@ def test_layout_variations_round_trip():
 @pytest.mark.parametrize("change, needles", [
     ({"model.pre_ln": True}, ["is pre-LN"]),
     ({"model.alibi": True}, ["uses ALiBi"]),
+    ({"model.mlp_activation": "geglu"}, ["its feed-forward is 'geglu'"]),
+    ({"data.sentence_objective": "none"}, ["trained MLM-only"]),
     ({"model.encoder": "lstm"}, ["its encoder is 'lstm'"]),
     ({"task": "classify"}, ["it is a 'classify' run"]),
 ])

@@ -243,3 +243,116 @@ def test_pack_pair_layout():
   assert ids.dtype == types.dtype == attention.dtype == np.int32
   with pytest.raises(ValueError):
     masking.pack_pair(a, b, max_seq_len=7, cls_id=2, sep_id=3, pad_id=0)
+
+
+def test_sop_pairs_are_balanced_and_really_swapped():
+  rng = np.random.default_rng(0)
+  docs = make_documents(rng)
+  chunks = all_chunks(docs, rng)
+  labels = []
+  for i in range(4000):
+    d, chunk = chunks[i % len(chunks)]
+    first, end, _ = chunk
+    state = rng.bit_generator.state
+    a, b, label = masking.create_pair(docs, d, chunk, rng, nsp_random_prob=0.5,
+                                      objective="sop")
+    labels.append(label)
+    # The same draws without the objective's coin: the chunk cut in order.
+    rng_again = np.random.default_rng()
+    rng_again.bit_generator.state = state
+    first_half, second_half, _ = masking.create_pair(docs, d, chunk, rng_again,
+                                                     nsp_random_prob=0.5, objective="none")
+    assert len(first_half) and len(second_half)
+    assert (origin(a)[0] == d).all() and (origin(b)[0] == d).all()  # never another doc
+    if label == masking.IS_NEXT:
+      np.testing.assert_array_equal(a, first_half)
+      np.testing.assert_array_equal(b, second_half)
+    else:
+      assert label == masking.SWAPPED
+      # A holds the tokens that followed B in the document.
+      np.testing.assert_array_equal(a, second_half)
+      np.testing.assert_array_equal(b, first_half)
+      assert origin(a)[1][0] > origin(b)[1][-1]
+    np.testing.assert_array_equal(np.concatenate([first_half, second_half]),
+                                  np.concatenate(docs[d][first:end]))
+  assert abs(np.mean(labels) - 0.5) < 0.03
+
+
+def test_objective_none_always_pairs_the_continuation():
+  rng = np.random.default_rng(1)
+  docs = make_documents(rng)
+  for d, chunk in all_chunks(docs, rng)[:300]:
+    a, b, label = masking.create_pair(docs, d, chunk, rng, nsp_random_prob=0.5,
+                                      objective="none")
+    assert label == masking.IS_NEXT
+    np.testing.assert_array_equal(np.concatenate([a, b]),
+                                  np.concatenate(docs[d][chunk[0]:chunk[1]]))
+  with pytest.raises(ValueError, match="Unknown sentence objective"):
+    masking.create_pair(docs, d, chunk, rng, nsp_random_prob=0.5, objective="rtd")
+
+
+def words_of(continuation, special):
+  """Word index per position (-1 at special positions), words as WWM sees them."""
+  starts = masking.word_starts(continuation, special)
+  word = np.cumsum(starts) - 1
+  return np.where(special, -1, word)
+
+
+def test_whole_word_masking_never_splits_a_word_and_keeps_the_rate():
+  rng = np.random.default_rng(0)
+  covered, candidates, multi_piece = 0, 0, 0
+  for _ in range(1500):
+    ids, special = random_sequence(rng)
+    # ~40% of ordinary tokens continue the word before them.
+    continuation = ~special & (rng.random(len(ids)) < 0.4)
+    continuation[1] = True  # a "##" piece right after [CLS] starts a word
+    out, positions, labels, weights = masking.mask_tokens(
+        ids, special, rng, max_predictions=128, continuation=continuation, **MASK_ARGS)
+    n = int(weights.sum())
+    chosen = positions[:n]
+    assert (np.diff(chosen) > 0).all() and not special[chosen].any()
+    np.testing.assert_array_equal(labels[:n], ids[chosen])
+    word = words_of(continuation, special)
+    chosen_words = np.unique(word[chosen])
+    # Every piece of every chosen word is chosen: the whole word, never a part.
+    np.testing.assert_array_equal(np.sort(np.flatnonzero(np.isin(word, chosen_words))),
+                                  chosen)
+    num_candidates = int((~special).sum())
+    assert n <= max(1, round(num_candidates * 0.15))
+    # Unchosen positions are untouched.
+    unchosen = np.setdiff1d(np.arange(len(ids)), chosen)
+    np.testing.assert_array_equal(out[unchosen], ids[unchosen])
+    covered += n
+    candidates += num_candidates
+    multi_piece += np.sum(np.bincount(word[chosen]) > 1)
+  # Words are skipped only when they would overflow the count: close to 15%.
+  assert 0.13 < covered / candidates <= 0.15, covered / candidates
+  assert multi_piece > 1000  # multi-piece words really were masked together
+
+
+def test_whole_word_masking_decides_80_10_10_per_token():
+  rng = np.random.default_rng(3)
+  kinds = np.zeros(3)
+  for _ in range(1500):
+    ids, special = random_sequence(rng)
+    continuation = ~special & (rng.random(len(ids)) < 0.5)
+    out, positions, _, weights = masking.mask_tokens(
+        ids, special, rng, max_predictions=128, continuation=continuation, **MASK_ARGS)
+    chosen = positions[:int(weights.sum())]
+    masked = out[chosen] == MASK_ID
+    kept = out[chosen] == ids[chosen]
+    kinds += [masked.sum(), (~masked & ~kept).sum(), kept.sum()]
+  fractions = kinds / kinds.sum()
+  # Random replacements equal the original 1/995 of the time: counted as kept.
+  np.testing.assert_allclose(fractions, [0.8, 0.1, 0.1], atol=0.015)
+
+
+def test_whole_word_masking_with_no_continuations_selects_like_tokens():
+  """All single-piece words: the same number of positions as token masking."""
+  rng = np.random.default_rng(4)
+  for _ in range(200):
+    ids, special = random_sequence(rng)
+    _, _, _, weights = masking.mask_tokens(
+        ids, special, rng, max_predictions=20, continuation=np.zeros(len(ids), bool),
+        **MASK_ARGS)
+    assert weights.sum() == min(20, max(1, round((~special).sum() * 0.15)))

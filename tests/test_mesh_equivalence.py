@@ -273,3 +273,19 @@ def test_batch_not_divisible_by_data_parallel_size_is_refused():
   config = small_config(batch_size=12)
   with pytest.raises(errors.ConfigError, match=r"batch_size=12 .* data-parallel size"):
     validation.check(config, make_mesh(data=8))
+
+
+def test_geglu_mlm_only_model_trains_like_one_device_on_fsdp_and_tensor():
+  config = small_config(mlp_activation="geglu")
+  config.data.sentence_objective = "none"
+  batches = [{k: v for k, v in b.items() if k != "nsp_labels"} for b in BATCHES[:3]]
+  want = Trainer(config, make_mesh()).train(batches)
+  trainer = Trainer(config, make_mesh(data=2, fsdp=2, tensor=2))
+  np.testing.assert_allclose(trainer.train(batches), want, rtol=0, atol=1e-5)
+  params = trainer.state.params
+  assert "nsp_head" not in params
+  # wi [embed, 2 (gate, value), mlp]: each tensor shard holds matching gate and value.
+  wi = params["encoder"]["layer_0"]["mlp"]["wi"]["kernel"]
+  assert shard_shape(wi) == (HIDDEN // 2, 2, MLP // 2)
+  assert set(trainer.summaries[-1]) >= {"loss", "mlm_loss", "mlm_accuracy"}
+  assert not any(k.startswith(("nsp_", "sop_")) for k in trainer.summaries[-1])

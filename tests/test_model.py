@@ -335,3 +335,74 @@ def test_sharded_init_and_forward_match_unsharded(encoder):
   want = jax.jit(model.apply)(jax.device_get(variables), *batch)
   for g, w in zip(got, want):
     np.testing.assert_allclose(g, w, atol=1e-5)
+
+
+def test_geglu_feed_forward_shapes_params_and_grads():
+  gelu_model, gelu_vars = model_and_variables()
+  model, variables = model_and_variables(mlp_activation='geglu')
+  layer = variables['params']['encoder']['layer_0']['mlp']
+  assert nn.unbox(layer['wi']['kernel']).shape == (32, 2, 64)
+  assert layer['wi']['kernel'].names == ('embed', None, 'mlp')
+  assert nn.unbox(layer['wi']['bias']).shape == (2, 64)
+  assert nn.unbox(layer['wo']['kernel']).shape == (64, 32)
+  count = lambda v: sum(x.size for x in jax.tree.leaves(nn.unbox(v['params'])))
+  # Per layer, one more [H, mlp] kernel and [mlp] bias (the gate beside the value).
+  assert count(variables) - count(gelu_vars) == 2 * (32 * 64 + 64)
+  batch = make_batch([5, 8], 8)
+  params = nn.unbox(variables)['params']
+
+  def loss(p):
+    mlm, nsp = model.apply({'params': p}, *batch)
+    return jnp.mean(mlm ** 2) + jnp.mean(nsp ** 2)
+  value, grads = jax.jit(jax.value_and_grad(loss))(params)
+  assert np.isfinite(value)
+  wi_grad = grads['encoder']['layer_0']['mlp']['wi']['kernel']
+  assert np.abs(wi_grad[:, 0]).sum() > 0 and np.abs(wi_grad[:, 1]).sum() > 0
+  # A numpy reference of the layer: gelu(x W_gate + b_gate) * (x W_value + b_value) W_o.
+  x = np.random.default_rng(0).normal(size=(2, 3, 32)).astype(np.float32)
+  ff = layers.FeedForward(EncoderConfig(vocab_size=VOCAB, **{
+      k: v for k, v in small_config(mlp_activation='geglu').items()
+      if k in EncoderConfig.__dataclass_fields__}))
+  ff_params = nn.unbox(ff.init(key(), x))['params']
+  wi, bi = ff_params['wi']['kernel'], ff_params['wi']['bias']
+  gate = np.einsum('ble,em->blm', x, wi[:, 0]) + bi[0]
+  value_ = np.einsum('ble,em->blm', x, wi[:, 1]) + bi[1]
+  want = (np.asarray(jax.nn.gelu(gate, approximate=False)) * value_
+          ) @ ff_params['wo']['kernel'] + ff_params['wo']['bias']
+  np.testing.assert_allclose(ff.apply({'params': ff_params}, x), want, atol=1e-4)
+
+
+def test_geglu_is_refused_for_the_lstm_and_unknown_activations():
+  with pytest.raises(ValueError, match='no feed-forward'):
+    build_model(small_config(encoder='lstm', mlp_activation='geglu'), VOCAB)
+  with pytest.raises(ValueError, match='mlp_activation'):
+    build_model(small_config(mlp_activation='swish'), VOCAB)
+
+
+@pytest.mark.parametrize('encoder', ['transformer', 'lstm'])
+def test_no_sentence_head_has_no_nsp_params(encoder):
+  model = build_model(small_config(encoder=encoder), VOCAB, sentence_head=False)
+  batch = make_batch([5, 8], 8)
+  variables = init(model, batch)
+  assert 'nsp_head' not in variables['params']
+  mlm, nsp = model.apply(variables, *batch)
+  assert nsp is None and mlm.shape == (2, 3, VOCAB)
+
+
+def test_geglu_sharded_over_tensor_matches_unsharded():
+  model = build_model(small_config(mlp_activation='geglu'), VOCAB)
+  batch = make_batch([5, 8, 4, 7], 8)
+  mesh = jax.make_mesh((2, 2, 2), ('data', 'fsdp', 'tensor'),
+                       axis_types=(AxisType.Auto,) * 3)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
+    abstract = jax.eval_shape(lambda: init(model, batch))
+    shardings = nn.logical_to_mesh_sharding(
+        nn.get_partition_spec(abstract), mesh, RULES)
+    variables = jax.jit(lambda: nn.unbox(init(model, batch)),
+                        out_shardings=shardings)()
+    got = jax.jit(model.apply)(variables, *batch)
+  wi = variables['params']['encoder']['layer_0']['mlp']['wi']['kernel']
+  assert wi.sharding.spec == P('fsdp', None, 'tensor')
+  want = jax.jit(model.apply)(jax.device_get(variables), *batch)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, atol=1e-5)

@@ -74,3 +74,21 @@ def test_bad_mesh_and_size_specs_are_refused():
     plan.parse_mesh("fsdp=x")
   with pytest.raises(plan.PlanError, match="write e.g. 16GiB"):
     plan.parse_bytes("16 parsecs")
+
+
+def test_analytic_flops_follow_geglu_and_the_missing_sentence_head():
+  from prelm_jax.tasks import pretrain  # pylint: disable=g-import-not-at-top
+  def flops(**changes):
+    config = registry.load("base")
+    for key, value in changes.items():
+      section, name = key.split(".")
+      config[section][name] = value
+    return pretrain.PretrainTask(config).analytic_flops(1)[1]
+  m, rows = registry.load("base").model, registry.load("base").train.batch_size
+  tokens = rows * registry.load("base").data.max_seq_len
+  # GeGLU's gate: one more H x mlp matmul per token and layer, x2 (multiply-add) x3.
+  assert flops(**{"model.mlp_activation": "geglu"}) - flops() == (
+      3 * 2 * tokens * m.num_layers * m.hidden_size * m.mlp_dim)
+  # No NSP head: its H x 2 matmul per example is gone.
+  assert flops() - flops(**{"data.sentence_objective": "none"}) == (
+      3 * 2 * rows * 2 * m.hidden_size)

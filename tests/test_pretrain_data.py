@@ -144,3 +144,52 @@ def test_a_batch_of_64_at_length_128_is_fast(data_cfg, wordpiece, pydocs_texts):
   per_batch = (time.perf_counter() - start) / 10
   # ~5 ms on 2 cores; the trainer needs well under 50 ms. 4x slack for noisy CI.
   assert per_batch < 0.2
+
+
+def with_data(data_cfg, **changes):
+  cfg = data_cfg.copy_and_resolve_references()
+  cfg.update(changes)
+  return cfg
+
+
+def test_whole_word_masking_masks_whole_words_at_the_rate(data_cfg, wordpiece, texts):
+  cfg = with_data(data_cfg, whole_word_masking=True)
+  data = pretrain.PretrainData(cfg, wordpiece, texts, batch_size=16, seed=3)
+  covered = candidates = multi_piece = 0
+  for step in range(10):
+    b = data.batch(step)
+    for i in range(16):
+      ids = b["input_ids"][i].copy()
+      num = int(b["mlm_weights"][i].sum())
+      positions = b["mlm_positions"][i][:num]
+      ids[positions] = b["mlm_ids"][i][:num]  # the uncorrupted sequence
+      continuation = wordpiece.is_continuation[ids]
+      chosen = np.zeros(len(ids), bool)
+      chosen[positions] = True
+      # A "##" piece is chosen exactly when the piece before it is: no split word.
+      inside = np.flatnonzero(continuation[1:]) + 1
+      inside = inside[ids[inside - 1] != wordpiece.sep_id]
+      np.testing.assert_array_equal(chosen[inside], chosen[inside - 1])
+      multi_piece += int(chosen[inside].sum())
+      covered += num
+      candidates += int(b["attention_mask"][i].sum()) - 3
+  assert multi_piece > 0
+  assert 0.12 < covered / candidates <= 0.155, covered / candidates
+
+
+def test_sop_and_none_batches(data_cfg, wordpiece, texts):
+  plain = pretrain.PretrainData(data_cfg, wordpiece, texts, batch_size=16, seed=3)
+  sop = pretrain.PretrainData(with_data(data_cfg, sentence_objective="sop"), wordpiece,
+                              texts, batch_size=16, seed=3)
+  labels = np.concatenate([sop.batch(s)["nsp_labels"] for s in range(20)])
+  assert abs(labels.mean() - 0.5) < 0.08
+  none = pretrain.PretrainData(with_data(data_cfg, sentence_objective="none"),
+                               wordpiece, texts, batch_size=16, seed=3)
+  b = none.batch(0)
+  assert set(b) == set(KEYS) - {"nsp_labels"}
+  assert set(plain.batch(0)) == set(KEYS)
+  # MLM only needs a single document (NSP's random B needs a second one).
+  one_doc = pretrain.PretrainData(with_data(data_cfg, sentence_objective="none"),
+                                  wordpiece, ["first line\nsecond line\nthird line"],
+                                  batch_size=2, seed=0)
+  assert one_doc.batch(0)["input_ids"].shape == (2, 128)

@@ -82,3 +82,34 @@ def test_changed_model_is_refused_without_touching_checkpoints(pydocs_data_dir, 
   assert json.loads((tmp_path / "config.json").read_text())["train"]["num_steps"] == 6
   assert json.loads((tmp_path / "config.until_step_4.json").read_text())["train"][
       "num_steps"] == 4
+
+
+@pytest.mark.parametrize("encoder, objective, whole_words, activation", [
+    ("transformer", "none", True, "geglu"),
+    ("lstm", "sop", True, "gelu"),
+    ("lstm", "none", False, "gelu"),
+])
+def test_objective_switches_train(encoder, objective, whole_words, activation,
+                                  pydocs_data_dir, tmp_path, read_metrics, tiny_config):
+  config = tiny_config(pydocs_data_dir, num_steps=4, log_every=2, eval_every=4,
+                       checkpoint_every=4)
+  config.model.update(encoder=encoder, mlp_activation=activation)
+  config.data.update(sentence_objective=objective, whole_word_masking=whole_words)
+  result = train.run(config, str(tmp_path))
+  params = result.state.params
+  pair_keys = {"nsp_loss", "nsp_accuracy", "sop_loss", "sop_accuracy"}
+  final = json.loads((tmp_path / workdir_lib.FINAL_METRICS_FILE).read_text())
+  if objective == "none":
+    assert "nsp_head" not in params
+    assert not pair_keys & set(final), final
+    assert final["loss"] == pytest.approx(final["mlm_loss"])
+  else:
+    assert "nsp_head" in params
+    assert {f"{objective}_loss", f"{objective}_accuracy"} <= set(final)
+    assert not {"nsp_loss", "nsp_accuracy"} & set(final)  # SOP is never called NSP
+  logged = read_metrics(tmp_path, "train")
+  assert [r["step"] for r in logged] == [2, 4]
+  assert all(np.isfinite(r["loss"]) for r in logged)
+  summary = result.task.summary_lines(result)[0]
+  assert "MLM accuracy" in summary and ("NSP" not in summary)
+  assert ("SOP accuracy" in summary) == (objective == "sop")

@@ -1,4 +1,4 @@
-"""BERT's example construction, pure numpy: NSP sentence pairs and 80/10/10 masking.
+"""BERT's example construction, pure numpy: sentence pairs and 80/10/10 masking.
 
 Follows google-research/bert create_pretraining_data.py, with two changes:
   * masking is dynamic (drawn each time an example is produced, as in RoBERTa) rather
@@ -12,7 +12,12 @@ A document is a sequence of sentences; a sentence is a 1-D array of token ids.
 import numpy as np
 
 IS_NEXT = 0       # BERT's convention: label 0 = B follows A in the same document
-NOT_NEXT = 1      # label 1 = B is from a random other document
+NOT_NEXT = 1      # label 1 = B is from a random other document (NSP)
+SWAPPED = 1       # label 1 = A and B are the two halves in swapped order (SOP)
+SOP_SWAP_PROB = 0.5  # ALBERT's coin
+
+# config.data.sentence_objective: what the pair's label asks (none: no label, MLM only).
+SENTENCE_OBJECTIVES = ("nsp", "sop", "none")
 
 
 def chunk_document(sentence_lengths, rng, *, max_num_tokens, short_seq_prob):
@@ -60,7 +65,8 @@ def _concat(sentences):
   return np.concatenate(sentences).astype(np.int32, copy=False)
 
 
-def create_pair(documents, doc_index, chunk, rng, *, nsp_random_prob):
+def create_pair(documents, doc_index, chunk, rng, *, nsp_random_prob,
+                objective="nsp"):
   """Draws segments A and B from one chunk (before truncation).
 
   Args:
@@ -68,10 +74,15 @@ def create_pair(documents, doc_index, chunk, rng, *, nsp_random_prob):
     doc_index: the document the chunk belongs to.
     chunk: (first_sentence, end_sentence, target_length) from chunk_document.
     rng: a numpy Generator.
-    nsp_random_prob: probability that B is taken from another document.
+    nsp_random_prob: probability that B is taken from another document (nsp only).
+    objective: "nsp" (B is the continuation or a random other text), "sop" (ALBERT's
+      sentence order: the chunk's two halves in order or swapped, SOP_SWAP_PROB) or
+      "none" (always the continuation; the label is unused).
 
   Returns:
-    (tokens_a, tokens_b, nsp_label) with nsp_label IS_NEXT or NOT_NEXT.
+    (tokens_a, tokens_b, label): nsp: IS_NEXT or NOT_NEXT; sop: IS_NEXT or SWAPPED;
+    none: IS_NEXT. The draws before the objective's coin are the same for all three,
+    so one rng gives the same split point whichever objective is asked.
   """
   first, end, target = chunk
   sentences = documents[doc_index][first:end]
@@ -79,6 +90,16 @@ def create_pair(documents, doc_index, chunk, rng, *, nsp_random_prob):
     raise ValueError(f"A chunk needs >= 2 sentences, got {len(sentences)}.")
   a_end = int(rng.integers(1, len(sentences)))  # A gets 1..n-1 sentences
   tokens_a = _concat(sentences[:a_end])
+  if objective == "none":
+    return tokens_a, _concat(sentences[a_end:]), IS_NEXT
+  if objective == "sop":
+    tokens_b = _concat(sentences[a_end:])
+    if rng.random() < SOP_SWAP_PROB:
+      return tokens_b, tokens_a, SWAPPED
+    return tokens_a, tokens_b, IS_NEXT
+  if objective != "nsp":
+    raise ValueError(f"Unknown sentence objective {objective!r}; known: "
+                     f"{', '.join(SENTENCE_OBJECTIVES)}.")
   if rng.random() >= nsp_random_prob:
     return tokens_a, _concat(sentences[a_end:]), IS_NEXT
   if len(documents) < 2:
@@ -162,14 +183,54 @@ def pack_pair(tokens_a, tokens_b, *, max_seq_len, cls_id, sep_id, pad_id):
   return input_ids, token_type_ids, attention_mask, special_mask
 
 
+def word_starts(continuation, special_mask):
+  """Where each word begins: a piece that is not "##"-continued, or one that follows
+  a special position (a truncated front must not join the word before its [SEP]).
+
+  Args:
+    continuation: bool [L], True at "##" pieces.
+    special_mask: bool [L], as mask_tokens.
+
+  Returns:
+    bool [L].
+  """
+  after_special = np.concatenate([[True], np.asarray(special_mask, bool)[:-1]])
+  return ~np.asarray(continuation, bool) | after_special
+
+
+def _select_tokens(candidates, num, rng):
+  return np.sort(rng.choice(candidates, size=num, replace=False))
+
+
+def _select_words(candidates, starts, num, rng):
+  """google-research/bert's do_whole_word_mask: candidates grouped into words, the
+  words shuffled, each taken while the masked tokens stay <= num (a word that would
+  overflow is skipped, a later shorter one may still fit)."""
+  word_of = np.cumsum(starts[candidates]) - 1
+  bounds = np.flatnonzero(np.diff(np.concatenate([[-1], word_of, [word_of[-1] + 1]])))
+  chosen, total = [], 0
+  for w in rng.permutation(len(bounds) - 1):
+    if total >= num:
+      break
+    size = bounds[w + 1] - bounds[w]
+    if total + size > num:
+      continue
+    chosen.append(candidates[bounds[w]:bounds[w + 1]])
+    total += size
+  if not chosen:
+    return np.zeros((0,), candidates.dtype)
+  return np.sort(np.concatenate(chosen))
+
+
 def mask_tokens(token_ids, special_mask, rng, *, mask_prob, mask_token_prob,
-                random_token_prob, max_predictions, mask_id, replacement_ids):
+                random_token_prob, max_predictions, mask_id, replacement_ids,
+                continuation=None):
   """BERT's masked-LM corruption of one sequence.
 
   Selects min(max_predictions, max(1, round(n * mask_prob))) of the n candidate
   positions (those with special_mask False); of those, mask_token_prob become
   [MASK], random_token_prob a token drawn uniformly from replacement_ids, and the
-  rest keep their token.
+  rest keep their token (decided per position, also for whole words, as BERT does).
 
   Args:
     token_ids: int [L] token ids.
@@ -181,6 +242,9 @@ def mask_tokens(token_ids, special_mask, rng, *, mask_prob, mask_token_prob,
     mask_id: the [MASK] id.
     replacement_ids: int [K], K >= 1, the ids a random replacement is drawn from
       (WordPiece.replacement_ids: never a special or [unused] token).
+    continuation: None, or bool [L] True at "##" pieces: whole-word masking, where
+      the selection takes whole words (a piece and its "##" pieces) until at most
+      that many positions are covered, so a word is never split.
 
   Returns:
     (input_ids int32 [L], positions int32 [P], labels int32 [P], weights float32 [P]):
@@ -193,7 +257,11 @@ def mask_tokens(token_ids, special_mask, rng, *, mask_prob, mask_token_prob,
   if len(candidates):
     # Python's round(), as BERT's int(round(...)).
     num = min(max_predictions, max(1, int(round(len(candidates) * mask_prob))))
-  chosen = np.sort(rng.choice(candidates, size=num, replace=False))
+  if continuation is None or not len(candidates):
+    chosen = _select_tokens(candidates, num, rng)
+  else:
+    chosen = _select_words(candidates, word_starts(continuation, special_mask), num, rng)
+  num = len(chosen)
   labels = token_ids[chosen]
   action = rng.random(num)
   replace_mask = action < mask_token_prob

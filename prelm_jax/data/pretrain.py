@@ -1,4 +1,4 @@
-"""Pre-training input pipeline: documents -> NSP pairs -> masked batches (host numpy).
+"""Pre-training input pipeline: documents -> sentence pairs -> masked batches (host numpy).
 
 Every example is a pure function of (seed, step, global row), so `batch(step)` is
 random-access: resuming at step s replays exactly what an uninterrupted run would
@@ -72,11 +72,16 @@ class _Examples:
     self.tok = tokenizer
     self.documents = _documents(tokenizer, texts)
     self.chunks = _chunks(self.documents, data_cfg, seed)
-    if not len(self.chunks) or len(self.documents) < 2:
+    self.objective = sentence_objective(data_cfg)
+    # Only NSP draws B from another document.
+    min_documents = 2 if self.objective == "nsp" else 1
+    if not len(self.chunks) or len(self.documents) < min_documents:
       raise errors.DataError(
           f"The {what} texts give {len(self.chunks)} chunks from "
-          f"{len(self.documents)} documents: NSP needs a document with >= 2 non-empty "
-          "lines and >= 2 documents; use a larger split or dataset.")
+          f"{len(self.documents)} documents: a sentence pair needs a document with >= 2 "
+          f"non-empty lines, and {self.objective} >= {min_documents} documents; use a "
+          "larger split or dataset.")
+    self.whole_words = bool(data_cfg.get("whole_word_masking", False))
 
   def allocate(self, rows):
     """Zeroed batch arrays for `rows` examples."""
@@ -88,7 +93,8 @@ class _Examples:
     cfg, tok = self.cfg, self.tok
     doc, first, end, target = (int(x) for x in self.chunks[chunk_index])
     a, b, label = masking.create_pair(self.documents, doc, (first, end, target), rng,
-                                      nsp_random_prob=cfg.nsp_random_prob)
+                                      nsp_random_prob=cfg.nsp_random_prob,
+                                      objective=self.objective)
     a, b = masking.truncate_seq_pair(a, b, cfg.max_seq_len - 3, rng)
     ids, types, attention, special = masking.pack_pair(
         a, b, max_seq_len=cfg.max_seq_len, cls_id=tok.cls_id, sep_id=tok.sep_id,
@@ -97,32 +103,44 @@ class _Examples:
         ids, special, rng, mask_prob=cfg.mask_prob,
         mask_token_prob=cfg.mask_token_prob, random_token_prob=cfg.random_token_prob,
         max_predictions=cfg.max_predictions_per_seq, mask_id=tok.mask_id,
-        replacement_ids=tok.replacement_ids)
+        replacement_ids=tok.replacement_ids,
+        continuation=tok.is_continuation[ids] if self.whole_words else None)
     out["input_ids"][row] = ids
     out["token_type_ids"][row] = types
     out["attention_mask"][row] = attention
     out["mlm_positions"][row] = positions
     out["mlm_ids"][row] = labels
     out["mlm_weights"][row] = weights
-    out["nsp_labels"][row] = label
+    if "nsp_labels" in out:
+      out["nsp_labels"][row] = label
     out["example_weights"][row] = 1.0
+
+
+def sentence_objective(data_cfg):
+  """config.data.sentence_objective; "nsp" for configs saved before the key existed."""
+  return data_cfg.get("sentence_objective", "nsp")
 
 
 def batch_spec(data_cfg):
   """{name: (shape without the batch axis, dtype)} of a pre-training batch.
 
   input_ids, token_type_ids, attention_mask: [L]; mlm_positions, mlm_ids (original
-  token ids), mlm_weights (1 at real masked positions): [P]; nsp_labels (0 = IsNext,
-  1 = NotNext) and example_weights (0 for padding rows of the last eval batch): [].
+  token ids), mlm_weights (1 at real masked positions): [P]; nsp_labels, the
+  sentence objective's label (nsp: 0 = IsNext, 1 = NotNext; sop: 0 = in order,
+  1 = swapped; absent for objective none), and example_weights (0 for padding rows
+  of the last eval batch): [].
   """
   length, preds = (data_cfg.max_seq_len,), (data_cfg.max_predictions_per_seq,)
-  return {
+  spec = {
       "input_ids": (length, np.int32), "token_type_ids": (length, np.int32),
       "attention_mask": (length, np.int32),
       "mlm_positions": (preds, np.int32), "mlm_ids": (preds, np.int32),
       "mlm_weights": (preds, np.float32),
       "nsp_labels": ((), np.int32), "example_weights": ((), np.float32),
   }
+  if sentence_objective(data_cfg) == "none":
+    del spec["nsp_labels"]
+  return spec
 
 
 def local_rows(batch_size, process_index, process_count):

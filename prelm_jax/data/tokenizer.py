@@ -73,12 +73,20 @@ class WordPiece:
     self._replacement_ids = np.asarray(
         [i for i, t in enumerate(self._tokens) if not is_control_token(t)], np.int32)
     self._replacement_ids.flags.writeable = False
+    self._is_continuation = np.asarray([t.startswith("##") for t in self._tokens], bool)
+    self._is_continuation.flags.writeable = False
 
   @property
   def replacement_ids(self):
     """Sorted int32 ids that masking may draw as a random replacement: every token
     but the control tokens ([PAD], [MASK], [unused0], ...). A trained vocab: 5..V-1."""
     return self._replacement_ids
+
+  @property
+  def is_continuation(self):
+    """bool [V]: True at "##" pieces, which continue the word before them (whole-word
+    masking indexes it with token ids)."""
+    return self._is_continuation
 
   def encode_lines(self, lines):
     """Tokenises lines without special tokens.

@@ -94,6 +94,13 @@ def check_exportable(config, path):
     reasons.append("it is pre-LN (HF BertLayer normalises after each residual, post-LN)")
   if model.get("alibi"):
     reasons.append("it uses ALiBi (HF BERT's attention has no distance bias)")
+  if model.get("mlp_activation", "gelu") != "gelu":
+    reasons.append(f"its feed-forward is {model['mlp_activation']!r} (HF BertIntermediate "
+                   "is one Dense and an activation, no gate)")
+  # SOP's head exports as seq_relationship: its label 0 (in order) is NSP's IsNext.
+  if config.get("data", {}).get("sentence_objective", "nsp") == "none":
+    reasons.append("it was trained MLM-only (sentence_objective none: no NSP head for "
+                   "cls.seq_relationship)")
   if reasons:
     raise InteropError(f"{path} cannot become a HuggingFace BERT: " + "; ".join(reasons))
 

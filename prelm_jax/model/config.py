@@ -9,6 +9,8 @@ import jax.numpy as jnp
 
 ENCODERS = ('transformer', 'lstm')
 # config.model.remat_policy -> what nn.remat saves ('full': nothing, recompute all).
+# config.model.mlp_activation: BERT's GELU, or GeGLU (Shazeer 2020, transformer only).
+MLP_ACTIVATIONS = ('gelu', 'geglu')
 REMAT_POLICIES = ('none', 'full', 'dots_saveable',
                   'dots_with_no_batch_dims_saveable', 'nothing_saveable')
 
@@ -45,6 +47,9 @@ class EncoderConfig:
   # True: each head adds -slope_h * |i - j| to its attention scores (ALiBi, Press et
   # al. 2022, symmetric for an encoder), on top of the learned position embeddings.
   alibi: bool = False
+  # 'geglu': the feed-forward is gelu(x W_gate) * (x W_value) W_o, one [H, 2, mlp_dim]
+  # input kernel; per layer H * mlp_dim + mlp_dim more params than 'gelu'.
+  mlp_activation: str = 'gelu'
 
   def __post_init__(self):
     if self.encoder not in ENCODERS:
@@ -57,6 +62,12 @@ class EncoderConfig:
       # Each direction of the bidirectional LSTM gets half the hidden size.
       raise ValueError(f'The lstm encoder needs an even hidden_size, got '
                        f'{self.hidden_size}.')
+    if self.mlp_activation not in MLP_ACTIVATIONS:
+      raise ValueError(f'Unknown config.model.mlp_activation '
+                       f'{self.mlp_activation!r}; known: {", ".join(MLP_ACTIVATIONS)}.')
+    if self.encoder == 'lstm' and self.mlp_activation != 'gelu':
+      raise ValueError('The lstm encoder has no feed-forward layer: '
+                       f'mlp_activation {self.mlp_activation!r} does not apply.')
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f'Unknown config.model.remat_policy '
                        f'{self.remat_policy!r}; known: '
@@ -94,7 +105,7 @@ class EncoderConfig:
     names = [f.name for f in dataclasses.fields(cls) if f.name != 'vocab_size']
     # Keys added after the first release: a config.json saved before them lacks them.
     optional = ('remat_policy', 'scan_layers', 'vocab_pad_multiple', 'tie_word_embeddings',
-                'alibi')
+                'alibi', 'mlp_activation')
     missing = [n for n in names if n not in model_cfg and n not in optional]
     if missing:
       raise KeyError(f'config.model lacks {missing}.')

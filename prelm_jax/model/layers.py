@@ -214,16 +214,25 @@ class SelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-  """Position-wise Dense(mlp_dim) -> GELU -> Dense(hidden)."""
+  """Position-wise Dense(mlp_dim) -> GELU -> Dense(hidden); with config.mlp_activation
+  'geglu', gelu(gate) * value from one Dense to [2, mlp_dim] (Shazeer 2020)."""
   config: EncoderConfig
 
   @nn.compact
   def __call__(self, x):
     """Args: x: [B, L, H]. Returns: [B, L, H], both in the compute dtype."""
     cfg = self.config
-    h = dense(cfg, cfg.mlp_dim, ('embed', 'mlp'), 'wi')(x)
-    # BERT's GELU is the exact erf form, not the tanh approximation.
-    h = nn.gelu(h, approximate=False)
+    if cfg.mlp_activation == 'geglu':
+      # Gate and value on an axis of their own, not the two halves of one 2*mlp_dim
+      # axis: each tensor-parallel shard of `mlp` then holds matching gate and value
+      # columns, and the split needs no communication.
+      h = EinsumDense(cfg, 'ble,egm->blgm', (cfg.hidden_size, 2, cfg.mlp_dim),
+                      ('embed', None, 'mlp'), bias_rank=2, name='wi')(x)
+      h = nn.gelu(h[..., 0, :], approximate=False) * h[..., 1, :]
+    else:
+      h = dense(cfg, cfg.mlp_dim, ('embed', 'mlp'), 'wi')(x)
+      # BERT's GELU is the exact erf form, not the tanh approximation.
+      h = nn.gelu(h, approximate=False)
     h = nn.with_logical_constraint(h, BLM)
     out = dense(cfg, cfg.hidden_size, ('mlp', 'embed'), 'wo')(h)
     return nn.with_logical_constraint(out, BLE)

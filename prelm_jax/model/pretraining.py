@@ -1,4 +1,4 @@
-"""BertForPreTraining (encoder + MLM + NSP heads) and build_model."""
+"""BertForPreTraining (encoder + MLM head + an NSP/SOP head or none) and build_model."""
 import flax.linen as nn
 
 from prelm_jax.model import encoder as encoder_lib
@@ -18,20 +18,24 @@ def build_encoder(config):
 
 
 class BertForPreTraining(nn.Module):
-  """An encoder with BERT's two pre-training heads.
+  """An encoder with BERT's pre-training heads.
 
   The encoder's params live at params['encoder'], so fine-tuning can load
   them alone and call `apply(..., method=BertForPreTraining.encode)`.
 
   Attributes:
     config: an EncoderConfig; config.encoder picks transformer or lstm.
+    sentence_head: whether there is a two-way sentence-pair head (params
+      'nsp_head', for NSP or SOP); False (objective none, MLM only): no such params.
   """
   config: EncoderConfig
+  sentence_head: bool = True
 
   def setup(self):
     self.encoder = build_encoder(self.config)
     self.mlm_head = heads.MlmHead(self.config)
-    self.nsp_head = heads.NspHead(self.config)
+    if self.sentence_head:
+      self.nsp_head = heads.NspHead(self.config)
 
   def encode(self, input_ids, token_type_ids, attention_mask, *,
              deterministic=True):
@@ -53,21 +57,23 @@ class BertForPreTraining(nn.Module):
         'dropout' rng.
 
     Returns:
-      (mlm_logits float32 [B, P, V], nsp_logits float32 [B, 2]).
+      (mlm_logits float32 [B, P, V], nsp_logits float32 [B, 2]); nsp_logits is
+      None without a sentence head.
     """
     sequence_output, pooled = self.encode(
         input_ids, token_type_ids, attention_mask, deterministic=deterministic)
     mlm_logits = self.mlm_head(sequence_output, mlm_positions,
                                self.encoder.word_table())
-    return mlm_logits, self.nsp_head(pooled)
+    return mlm_logits, self.nsp_head(pooled) if self.sentence_head else None
 
 
-def build_model(model_cfg, vocab_size):
+def build_model(model_cfg, vocab_size, *, sentence_head=True):
   """Builds the pre-training model that config.model describes.
 
   Args:
     model_cfg: config.model (a ConfigDict); see experiments/base.py.
     vocab_size: the tokenizer's vocabulary size (config.data.vocab_size).
+    sentence_head: False for config.data.sentence_objective none (no NSP/SOP head).
 
   Returns:
     A BertForPreTraining (an nn.Module) holding a frozen EncoderConfig.
@@ -75,4 +81,5 @@ def build_model(model_cfg, vocab_size):
   Raises:
     ValueError: for an unknown model_cfg.encoder or inconsistent dimensions.
   """
-  return BertForPreTraining(EncoderConfig.from_config(model_cfg, vocab_size))
+  return BertForPreTraining(EncoderConfig.from_config(model_cfg, vocab_size),
+                            sentence_head=sentence_head)

@@ -28,7 +28,8 @@ from prelm_jax.tasks import base
 # config.model keys that define the encoder's weights: taken from the init_from run.
 ARCHITECTURE_KEYS = ("encoder", "num_layers", "hidden_size", "num_heads", "mlp_dim",
                      "max_position_embeddings", "type_vocab_size", "pre_ln",
-                     "layer_norm_eps", "scan_layers", "vocab_pad_multiple", "alibi")
+                     "layer_norm_eps", "scan_layers", "vocab_pad_multiple", "alibi",
+                     "mlp_activation")
 
 
 def read_run_config(run_dir, flag="config.init_from"):

@@ -1,8 +1,11 @@
-"""Pre-training: masked LM + next-sentence prediction on a text corpus (BERT's objective).
+"""Pre-training: masked LM + a sentence-pair objective on a text corpus (BERT's).
 
-The model is BertForPreTraining (encoder, tied MLM head, NSP head); the data are
-masked NSP pairs built on the fly from a TFDS corpus (data/pretrain.py); the loss is
-the MLM mean plus the NSP mean.
+The model is BertForPreTraining (encoder, tied MLM head, a two-way sentence head); the
+data are masked sentence pairs built on the fly from a TFDS corpus (data/pretrain.py);
+the loss is the MLM mean plus the sentence objective's mean. config.data.
+sentence_objective picks that objective: nsp (BERT), sop (ALBERT's sentence order;
+metrics sop_loss, sop_accuracy, so reports never mix the two) or none (MLM only: no
+sentence head, loss, or metrics).
 """
 import jax.numpy as jnp
 
@@ -15,14 +18,21 @@ from prelm_jax.tasks import base
 
 
 class PretrainTask(base.Task):
-  """MLM + NSP. Metrics: mlm_loss, nsp_loss, mlm_accuracy, nsp_accuracy, loss."""
+  """MLM + NSP/SOP. Metrics: mlm_loss, mlm_accuracy, loss, and <objective>_loss,
+  <objective>_accuracy for objective nsp or sop."""
 
   name = "pretrain"
   progress_metrics = ("loss", "mlm_accuracy")
   best_metric = ("mlm_accuracy", "max")
 
+  @property
+  def sentence_objective(self):
+    """nsp | sop | none (config.data.sentence_objective)."""
+    return pretrain.sentence_objective(self.config.data)
+
   def build_model(self, vocab_size):
-    return pretraining.build_model(self.config.model, vocab_size)
+    return pretraining.build_model(self.config.model, vocab_size,
+                                   sentence_head=self.sentence_objective != "none")
 
   def batch_spec(self):
     return pretrain.batch_spec(self.config.data)
@@ -37,7 +47,7 @@ class PretrainTask(base.Task):
 
   def loss_and_sums(self, model, params, batch, *, deterministic, rngs=None,
                     denominators=None):
-    """Runs the model; returns (MLM mean + NSP mean, metric sums).
+    """Runs the model; returns (MLM mean + NSP/SOP mean, metric sums).
 
     Args:
       model: the model build_model made.
@@ -53,23 +63,31 @@ class PretrainTask(base.Task):
         {"params": params}, *self.model_inputs(batch), deterministic=deterministic,
         rngs=rngs)
     mlm = losses.mlm_loss(mlm_logits, batch["mlm_ids"], batch["mlm_weights"])
-    nsp = losses.nsp_loss(nsp_logits, batch["nsp_labels"], batch["example_weights"])
-    mlm_den, nsp_den = denominators or (mlm["weight_sum"], nsp["weight_sum"])
-    loss = (mlm["loss_sum"] / jnp.maximum(mlm_den, 1.0)
-            + nsp["loss_sum"] / jnp.maximum(nsp_den, 1.0))
+    mlm_den, pair_den = denominators or (mlm["weight_sum"], None)
+    loss = mlm["loss_sum"] / jnp.maximum(mlm_den, 1.0)
     sums = {f"mlm_{k}": v for k, v in mlm.items()}
-    sums.update({f"nsp_{k}": v for k, v in nsp.items()})
+    objective = self.sentence_objective
+    if objective != "none":
+      pair = losses.nsp_loss(nsp_logits, batch["nsp_labels"], batch["example_weights"])
+      pair_den = pair["weight_sum"] if pair_den is None else pair_den
+      loss = loss + pair["loss_sum"] / jnp.maximum(pair_den, 1.0)
+      sums.update({f"{objective}_{k}": v for k, v in pair.items()})
     return loss, sums
 
   def summarize(self, sums):
     ratio = losses.ratio
     out = {
         "mlm_loss": ratio(sums["mlm_loss_sum"], sums["mlm_weight_sum"]),
-        "nsp_loss": ratio(sums["nsp_loss_sum"], sums["nsp_weight_sum"]),
         "mlm_accuracy": ratio(sums["mlm_correct_sum"], sums["mlm_weight_sum"]),
-        "nsp_accuracy": ratio(sums["nsp_correct_sum"], sums["nsp_weight_sum"]),
     }
-    out["loss"] = out["mlm_loss"] + out["nsp_loss"]
+    out["loss"] = out["mlm_loss"]
+    objective = self.sentence_objective
+    if objective != "none":
+      out[f"{objective}_loss"] = ratio(sums[f"{objective}_loss_sum"],
+                                       sums[f"{objective}_weight_sum"])
+      out[f"{objective}_accuracy"] = ratio(sums[f"{objective}_correct_sum"],
+                                           sums[f"{objective}_weight_sum"])
+      out["loss"] += out[f"{objective}_loss"]
     return out
 
   def prepare_data(self, wd):
@@ -98,9 +116,11 @@ class PretrainTask(base.Task):
     """Held-out accuracy and the model's guesses for config.train.fill_mask_prompts."""
     from prelm_jax import analysis  # pylint: disable=g-import-not-at-top
     m = result.final_metrics
+    objective = self.sentence_objective
+    pair = ("" if objective == "none" else
+            f", {objective.upper()} accuracy {m[objective + '_accuracy']:.4f}")
     lines = [f"Validation after {m['step']} steps (held-out {self.config.data.dataset} "
-             f"text): MLM accuracy {m['mlm_accuracy']:.4f}, NSP accuracy "
-             f"{m['nsp_accuracy']:.4f}, loss {m['loss']:.4f}"]
+             f"text): MLM accuracy {m['mlm_accuracy']:.4f}{pair}, loss {m['loss']:.4f}"]
     for prompt in self.config.train.fill_mask_prompts:
       for i, top in enumerate(analysis.fill_mask(result.model, result.state.params,
                                                  result.tokenizer, prompt)):
@@ -124,8 +144,10 @@ class PretrainTask(base.Task):
     h, layers = m.hidden_size, m.num_layers
     multiple = m.get("vocab_pad_multiple", 1)
     vocab = -(-d.vocab_size // multiple) * multiple
-    layer_matmul = 4 * h * h + 2 * h * m.mlp_dim  # q, k, v, out; wi, wo
+    wi = 2 if m.get("mlp_activation", "gelu") == "geglu" else 1  # GeGLU: gate + value
+    layer_matmul = 4 * h * h + (wi + 1) * h * m.mlp_dim  # q, k, v, out; wi, wo
+    pair_head = 0 if self.sentence_objective == "none" else 2 * h
     forward = (tokens * layers * (2 * layer_matmul + 4 * length * h)
                + rows * preds * 2 * (h * h + vocab * h)
-               + rows * 2 * (h * h + 2 * h))  # pooler, NSP
+               + rows * 2 * (h * h + pair_head))  # pooler, NSP/SOP
     return 6 * num_params * tokens, 3 * forward
