@@ -1,0 +1,102 @@
+"""Running a sweep's runs: local subprocesses, a SLURM job array, or TPU commands printed.
+
+Each run is `prelm train --config BASE --workdir ROOT/<run> --config.k=v ...`; rerunning
+it resumes from its checkpoint, so a sweep run again continues where it stopped.
+"""
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import time
+
+from prelm_jax.sweeps import layout
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SWEEP_SBATCH = REPO / "launch" / "slurm" / "sweep.sbatch"
+TPU_SH = REPO / "launch" / "tpu" / "tpu.sh"
+PREEMPTED = 42
+
+
+def prelm_args(sweep, run, root):
+  """The `prelm` arguments of one run."""
+  from prelm_jax.sweeps import spec  # pylint: disable=g-import-not-at-top
+  return (["train", "--config", sweep.base, "--workdir", layout.run_dir(root, run.name)]
+          + [f"--config.{k}={spec.format_value(v)}" for k, v in run.overrides.items()])
+
+
+def run_local(sweep, runs, root, parallel, dry_run, say=print):
+  """At most `parallel` runs at a time; {run name: exit code} of those started."""
+  python = [sys.executable, "-m", "prelm_jax.main"]
+  if dry_run:
+    for run in runs:
+      say(shlex.join(python + prelm_args(sweep, run, root))
+          + f" > {shlex.quote(layout.log_path(root, run.name))} 2>&1")
+    return {}
+  waiting, running, codes = list(runs), {}, {}
+  try:
+    while waiting or running:
+      while waiting and len(running) < parallel:
+        run = waiting.pop(0)
+        log = open(layout.log_path(root, run.name), "a")
+        say(f"prelm sweep: start {run.name} (log {layout.log_path(root, run.name)})")
+        running[run.name] = (subprocess.Popen(python + prelm_args(sweep, run, root),
+                                              stdout=log, stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL), log)
+      for name, (process, log) in list(running.items()):
+        if process.poll() is not None:
+          log.close()
+          codes[name] = process.returncode
+          del running[name]
+          say(f"prelm sweep: {name} exited {process.returncode}")
+      time.sleep(0.2)
+  except KeyboardInterrupt:
+    # The terminal sent SIGINT to the runs too: let them save their checkpoints.
+    for name, (process, log) in running.items():
+      codes[name] = process.wait()
+      log.close()
+    raise
+  return codes
+
+
+def write_commands(sweep, runs, root):
+  """DIR/commands.txt: `LOG PRELM_ARGS...` per line; the array task i runs line i+1."""
+  path = os.path.join(root, layout.COMMANDS_FILE)
+  with open(path, "w") as f:
+    for run in runs:
+      f.write(shlex.join([layout.log_path(root, run.name)] + prelm_args(sweep, run, root))
+              + "\n")
+  return path
+
+
+def slurm_command(commands, count, sbatch_args):
+  return (["sbatch", f"--array=0-{count - 1}", "--parsable", *sbatch_args,
+           str(SWEEP_SBATCH), commands])
+
+
+def run_slurm(sweep, runs, root, sbatch_args, dry_run, say=print):
+  """Submits one job array; returns the job id (None for a dry run)."""
+  commands = write_commands(sweep, runs, root)
+  cmd = slurm_command(commands, len(runs), sbatch_args)
+  if dry_run:
+    say(shlex.join(cmd))
+    return None
+  env = dict(os.environ)
+  env.setdefault("PRELM_PYTHON", sys.executable)
+  submitted = subprocess.run(cmd, capture_output=True, text=True, env=env)
+  if submitted.returncode != 0:
+    from prelm_jax.sweeps import spec  # pylint: disable=g-import-not-at-top
+    raise spec.SweepError(f"sbatch failed ({submitted.returncode}): "
+                          + " ".join(submitted.stderr.split()))
+  job = submitted.stdout.strip().split(";")[0]
+  say(f"prelm sweep: submitted job array {job} of {len(runs)} runs; logs DIR/<run>.log; "
+      f"then: prelm report {root}")
+  return job
+
+
+def print_tpu(sweep, runs, root, say=print):
+  """One tpu.sh command per run, in turn on one pod slice (TPU_NAME, TPU_ZONE)."""
+  for run in runs:
+    say(shlex.join([str(TPU_SH), "run", "--name", "$TPU_NAME", "--zone", "$TPU_ZONE",
+                    "--", *prelm_args(sweep, run, root)]).replace("'$TPU_NAME'", "$TPU_NAME")
+        .replace("'$TPU_ZONE'", "$TPU_ZONE"))
