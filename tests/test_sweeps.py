@@ -13,10 +13,14 @@ import pytest
 from prelm_jax.sweeps import cli
 from prelm_jax.sweeps import layout
 from prelm_jax.sweeps import spec
+# test_launch's one-node SLURM cluster: it skips where SLURM is not installed and fails
+# under CI=true, as test_launch's own SLURM test does.
+import test_launch  # pylint: disable=g-bad-import-order
+from test_launch import slurm_cluster  # noqa: F401  pylint: disable=unused-import
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-# 60 steps, a checkpoint every 5: a window in which a run has a checkpoint and no end.
-MICRO = {"train.num_steps": 60, "train.log_every": 5, "train.eval_every": 30,
+# 40 steps, a checkpoint every 5: a window in which a run has a checkpoint and no end.
+MICRO = {"train.num_steps": 40, "train.log_every": 5, "train.eval_every": 20,
          "train.checkpoint_every": 5, "train.keep_checkpoints": 2}
 
 
@@ -129,7 +133,7 @@ def file_state(path):
   return path.stat().st_mtime_ns, path.read_bytes()
 
 
-@pytest.mark.slow  # ~60 s on 2 cores: four micro runs, one of them twice
+@pytest.mark.slow  # ~100 s on 2 cores: four micro runs, one of them twice
 def test_sweep_killed_then_rerun_resumes_and_reports(pydocs_data_dir, tmp_path, read_metrics,
                                                      prelm_cli, tree_digest):
   sweep = write_sweep(tmp_path, '{"base": "bert_micro_test", '
@@ -142,7 +146,9 @@ def test_sweep_killed_then_rerun_resumes_and_reports(pydocs_data_dir, tmp_path, 
   assert names == ["learning_rate-0.003_seed-0", "learning_rate-0.003_seed-1",
                    "learning_rate-0.001_seed-0", "learning_rate-0.001_seed-1"]
   first, second = root / names[0], root / names[1]
-  process = subprocess.Popen(argv, cwd=REPO, start_new_session=True,
+  # One device a run: 8 simulated ones make each step several times slower on 2 cores.
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  process = subprocess.Popen(argv, cwd=REPO, start_new_session=True, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
   deadline = time.monotonic() + 300
   while not ((first / "final_metrics.json").exists() and complete_checkpoints(second)):
@@ -154,7 +160,8 @@ def test_sweep_killed_then_rerun_resumes_and_reports(pydocs_data_dir, tmp_path, 
   assert not (second / "final_metrics.json").exists()
   kept = file_state(first / "final_metrics.json"), tree_digest(first / "checkpoints")
 
-  rerun = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+  rerun = subprocess.run(argv + ["--parallel", "2"], cwd=REPO, capture_output=True,
+                         text=True, timeout=600, env=env)
   assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
   assert "1 complete already, 3 to run" in rerun.stdout
   assert f"start {names[0]}" not in rerun.stdout
@@ -162,14 +169,14 @@ def test_sweep_killed_then_rerun_resumes_and_reports(pydocs_data_dir, tmp_path, 
   log = (root / f"{names[1]}.log").read_text()
   assert "Resuming from the checkpoint at step" in log, log[-3000:]
   steps = [r["step"] for r in read_metrics(second, "train")]
-  assert steps == sorted(set(steps)) and steps[-1] == 60
+  assert steps == sorted(set(steps)) and steps[-1] == 40
   saved = json.loads((root / "sweep.json").read_text())
   assert saved["sweep"] == "my_sweep" and [r["name"] for r in saved["runs"]] == names
 
   report = prelm_cli("report", str(root))
   assert report.returncode == 0, report.stderr
   for name in names:
-    assert f"| {name} | done | 60 |" in report.stdout
+    assert f"| {name} | done | 40 |" in report.stdout
   import pandas as pd  # pylint: disable=g-import-not-at-top
   table = pd.read_csv(root / "report.csv")
   assert list(table.run) == names and {"final_loss", "best_loss", "tokens_per_sec",
@@ -192,21 +199,9 @@ def test_report_lists_failed_and_unstarted_runs(tmp_path):
 
 # --- SLURM --------------------------------------------------------------------------------
 
-@pytest.fixture
-def slurm_env():
-  """test_launch.py's one-node cluster, where SLURM is installed (always under CI=true)."""
-  sys.path.insert(0, str(REPO / "tests"))
-  import test_launch  # pylint: disable=g-import-not-at-top
-  generator = test_launch.slurm_cluster.__wrapped__()
-  try:
-    yield next(generator), test_launch
-  finally:
-    generator.close()
-
-
 @pytest.mark.slow  # ~60 s: cluster start, two runs
-def test_slurm_job_array_runs_a_sweep(pydocs_data_dir, slurm_env, tmp_path, prelm_cli):
-  env, launch = slurm_env
+def test_slurm_job_array_runs_a_sweep(pydocs_data_dir, slurm_cluster, tmp_path, prelm_cli):
+  env = slurm_cluster
   sweep = write_sweep(tmp_path, '{"base": "bert_micro_test", "seeds": [0, 1]}')
   root = tmp_path / "root"
   env = dict(env, JAX_PLATFORMS="cpu", PRELM_PYTHON=sys.executable,
@@ -218,7 +213,7 @@ def test_slurm_job_array_runs_a_sweep(pydocs_data_dir, slurm_env, tmp_path, prel
       cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
   assert submitted.returncode == 0, submitted.stderr
   job = submitted.stdout.split("submitted job array ")[1].split()[0]
-  state = launch.wait_for_job(job, env, timeout=600)
+  state = test_launch.wait_for_job(job, env, timeout=600)
   logs = "".join(p.read_text() for p in root.glob("*.log"))
   assert state == ("COMPLETED", "0:0"), logs[-4000:]
   report = prelm_cli("report", str(root))
