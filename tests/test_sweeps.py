@@ -109,6 +109,11 @@ def test_cli_prints_one_line_errors(prelm_cli, tmp_path):
   assert result.returncode == 2 and "prelm: error:" in result.stderr
 
 
+def test_help(prelm_cli):
+  help_text = prelm_cli("sweep", "--help").stdout
+  assert "prelm sweep NAME --root DIR" in help_text and "report     a sweep" in help_text
+
+
 def test_dry_runs_print_commands(prelm_cli, tmp_path):
   local = prelm_cli("sweep", "attention_vs_lstm", "--root", str(tmp_path / "r"), "--dry-run",
                     "--config.train.num_steps=7")
@@ -120,6 +125,22 @@ def test_dry_runs_print_commands(prelm_cli, tmp_path):
   tpu = prelm_cli("sweep", "size_ladder", "--root", "/mnt/r", "--executor", "tpu")
   assert tpu.stdout.splitlines()[1].startswith(
       f"{REPO}/launch/tpu/tpu.sh run --name $TPU_NAME --zone $TPU_ZONE -- train")
+
+
+def test_a_failed_run_does_not_stop_the_others(tmp_path, monkeypatch):
+  from prelm_jax.sweeps import executors  # pylint: disable=g-import-not-at-top
+  # A stand-in for prelm: the run of seed 1 fails, the others finish.
+  fake = ("import os, sys; w = sys.argv[sys.argv.index('--workdir') + 1]; "
+          "os.makedirs(w); sys.exit(3) if w.endswith('seed-1') else "
+          "open(os.path.join(w, 'final_metrics.json'), 'w').write('{}')")
+  monkeypatch.setattr(executors, "PRELM", [sys.executable, "-c", fake])
+  sweep = write_sweep(tmp_path, '{"base": "bert_micro_test", "seeds": [0, 1, 2]}')
+  lines = []
+  code = cli.sweep([sweep, "--root", str(tmp_path / "r"), "--parallel", "2"], lines.append)
+  assert code == 1
+  assert lines[-2:] == ["prelm sweep: 2 of 3 runs finished, failed:",
+                        f"  seed-1: exit 3, log {tmp_path}/r/seed-1.log"]
+  assert (tmp_path / "r" / "seed-2" / "final_metrics.json").exists()
 
 
 # --- a real sweep, killed and rerun ------------------------------------------------------

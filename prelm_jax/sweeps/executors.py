@@ -16,6 +16,8 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 SWEEP_SBATCH = REPO / "launch" / "slurm" / "sweep.sbatch"
 TPU_SH = REPO / "launch" / "tpu" / "tpu.sh"
 PREEMPTED = 42
+# How a local run starts `prelm`; tests put a stand-in here.
+PRELM = [sys.executable, "-m", "prelm_jax.main"]
 
 
 def prelm_args(sweep, run, root):
@@ -27,7 +29,7 @@ def prelm_args(sweep, run, root):
 
 def run_local(sweep, runs, root, parallel, dry_run, say=print):
   """At most `parallel` runs at a time; {run name: exit code} of those started."""
-  python = [sys.executable, "-m", "prelm_jax.main"]
+  python = list(PRELM)
   if dry_run:
     for run in runs:
       say(shlex.join(python + prelm_args(sweep, run, root))

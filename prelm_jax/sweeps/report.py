@@ -75,6 +75,8 @@ def row_of(root, name, records):
       seconds += (r["step"] - last) / r["steps_per_sec"]
     last = r["step"]
   row["train_seconds"] = round(seconds, 1) if seconds else None
+  losses = [r["loss"] for r in train if _number(r.get("loss"))]
+  row["final_train_loss"] = losses[-1] if losses else None
   rates = [r["tokens_per_sec"] for r in train if r.get("tokens_per_sec")]
   row["tokens_per_sec"] = round(sum(rates) / len(rates)) if rates else None
   for metric in metric_names(evals):
