@@ -95,6 +95,20 @@ def test_root_of_another_sweep_is_refused_and_kept(one_line_error, tmp_path):
   assert json.loads((tmp_path / layout.SWEEP_FILE).read_text())["sweep"] == "mask_rate"
 
 
+def test_override_of_what_the_sweep_varies(one_line_error, tmp_path):
+  one_line_error(spec.SweepError, lambda: cli.sweep(
+      ["attention_vs_lstm", "--root", str(tmp_path), "--config.seed=3"], say=print),
+      "--config.seed is what sweep attention_vs_lstm varies")
+  assert not list(tmp_path.iterdir())
+
+
+def test_slurm_without_sbatch_says_so(one_line_error, tmp_path, monkeypatch):
+  monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch on it
+  one_line_error(spec.SweepError, lambda: cli.sweep(
+      ["attention_vs_lstm", "--root", str(tmp_path / "r"), "--executor", "slurm"],
+      say=lambda _: None), "sbatch not found")
+
+
 def test_report_without_runs(one_line_error, tmp_path):
   from prelm_jax.sweeps import report  # pylint: disable=g-import-not-at-top
   one_line_error(spec.SweepError, lambda: report.write_report(str(tmp_path)), "no runs")
@@ -122,6 +136,13 @@ def test_dry_runs_print_commands(prelm_cli, tmp_path):
   assert len(lines) == 6 and all("--config.train.num_steps=7" in l for l in lines)
   assert "--workdir " + str(tmp_path / "r" / "encoder-lstm_seed-2") in lines[-1]
   assert not (tmp_path / "r").exists()
+  slurm = prelm_cli("sweep", "attention_vs_lstm", "--root", str(tmp_path / "s"), "--dry-run",
+                    "--executor", "slurm", "--parallel", "2", "--sbatch=--time=1:00:00")
+  assert slurm.returncode == 0, slurm.stderr
+  assert slurm.stdout.splitlines()[1] == (
+      f"sbatch --array=0-5%2 --parsable --time=1:00:00 {REPO}/launch/slurm/sweep.sbatch "
+      f"{tmp_path}/s/commands.txt")
+  assert len(slurm.stdout.splitlines()) == 3 + 6 and not (tmp_path / "s").exists()
   tpu = prelm_cli("sweep", "size_ladder", "--root", "/mnt/r", "--executor", "tpu")
   assert tpu.stdout.splitlines()[1].startswith(
       f"{REPO}/launch/tpu/tpu.sh run --name $TPU_NAME --zone $TPU_ZONE -- train")

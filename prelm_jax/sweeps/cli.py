@@ -31,7 +31,8 @@ def sweep_parser():
   parser.add_argument("name", help="a sweep name (experiments/sweeps/<name>.py) or path")
   parser.add_argument("--root", required=True, help="the sweep's directory")
   parser.add_argument("--executor", choices=("local", "slurm", "tpu"), default="local")
-  parser.add_argument("--parallel", type=int, default=1, help="local: runs at a time")
+  parser.add_argument("--parallel", type=int, default=None,
+                      help="runs at a time (local: default 1; slurm: default no limit)")
   parser.add_argument("--dry-run", action="store_true", help="print the commands only")
   parser.add_argument("--sbatch", action="append", default=[],
                       help="slurm: an sbatch option, e.g. --sbatch=--time=2:00:00")
@@ -41,10 +42,15 @@ def sweep_parser():
 def sweep(argv, say=print):
   """Returns the exit code: 0 when every run is complete (or submitted, or printed)."""
   args, rest = sweep_parser().parse_known_args(argv)
-  if args.parallel < 1:
+  if args.parallel is not None and args.parallel < 1:
     raise spec.SweepError(f"--parallel must be at least 1, got {args.parallel}")
   extra = parse_overrides(rest)
   plan = spec.expand(args.name, extra)
+  varied = set(extra) & {k for r in plan.runs for k, v in r.overrides.items()
+                         if any(o.overrides.get(k) != v for o in plan.runs)}
+  if varied:
+    raise spec.SweepError(f"--config.{sorted(varied)[0]} is what sweep {plan.name} varies; "
+                          "an override applies to every run")
   root = args.root
   if not args.dry_run:
     layout.write_sweep_file(root, plan, extra)
@@ -60,9 +66,9 @@ def sweep(argv, say=print):
     executors.print_tpu(plan, todo, root, say)
     return 0
   if args.executor == "slurm":
-    executors.run_slurm(plan, todo, root, args.sbatch, args.dry_run, say)
+    executors.run_slurm(plan, todo, root, args.parallel, args.sbatch, args.dry_run, say)
     return 0
-  codes = executors.run_local(plan, todo, root, args.parallel, args.dry_run, say)
+  codes = executors.run_local(plan, todo, root, args.parallel or 1, args.dry_run, say)
   if args.dry_run:
     return 0
   failed = {n: c for n, c in codes.items() if c != 0}

@@ -6,6 +6,7 @@ it resumes from its checkpoint, so a sweep run again continues where it stopped.
 import os
 import pathlib
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -61,37 +62,43 @@ def run_local(sweep, runs, root, parallel, dry_run, say=print):
   return codes
 
 
-def write_commands(sweep, runs, root):
-  """DIR/commands.txt: `LOG PRELM_ARGS...` per line; the array task i runs line i+1."""
-  path = os.path.join(root, layout.COMMANDS_FILE)
-  with open(path, "w") as f:
-    for run in runs:
-      f.write(shlex.join([layout.log_path(root, run.name)] + prelm_args(sweep, run, root))
-              + "\n")
-  return path
+def command_lines(sweep, runs, root):
+  """DIR/commands.txt's lines: `LOG PRELM_ARGS...`; the array task i runs line i+1."""
+  return [shlex.join([layout.log_path(root, run.name)] + prelm_args(sweep, run, root))
+          for run in runs]
 
 
-def slurm_command(commands, count, sbatch_args):
-  return (["sbatch", f"--array=0-{count - 1}", "--parsable", *sbatch_args,
+def slurm_command(commands, count, parallel, sbatch_args):
+  limit = f"%{parallel}" if parallel else ""  # SLURM's cap on tasks running at once
+  return (["sbatch", f"--array=0-{count - 1}{limit}", "--parsable", *sbatch_args,
            str(SWEEP_SBATCH), commands])
 
 
-def run_slurm(sweep, runs, root, sbatch_args, dry_run, say=print):
+def run_slurm(sweep, runs, root, parallel, sbatch_args, dry_run, say=print):
   """Submits one job array; returns the job id (None for a dry run)."""
-  commands = write_commands(sweep, runs, root)
-  cmd = slurm_command(commands, len(runs), sbatch_args)
+  commands = os.path.join(root, layout.COMMANDS_FILE)
+  lines = command_lines(sweep, runs, root)
+  cmd = slurm_command(commands, len(runs), parallel, sbatch_args)
   if dry_run:
     say(shlex.join(cmd))
+    say(f"{commands} would hold:")
+    for line in lines:
+      say(f"  {line}")
     return None
+  from prelm_jax.sweeps import spec  # pylint: disable=g-import-not-at-top
+  if not shutil.which("sbatch"):
+    raise spec.SweepError("sbatch not found: this machine has no SLURM client; submit from "
+                          "a SLURM login node, or add --dry-run to see the commands")
+  with open(commands, "w") as f:
+    f.write("".join(line + "\n" for line in lines))
   env = dict(os.environ)
   env.setdefault("PRELM_PYTHON", sys.executable)
   submitted = subprocess.run(cmd, capture_output=True, text=True, env=env)
   if submitted.returncode != 0:
-    from prelm_jax.sweeps import spec  # pylint: disable=g-import-not-at-top
     raise spec.SweepError(f"sbatch failed ({submitted.returncode}): "
                           + " ".join(submitted.stderr.split()))
   job = submitted.stdout.strip().split(";")[0]
-  say(f"prelm sweep: submitted job array {job} of {len(runs)} runs; logs DIR/<run>.log; "
+  say(f"prelm sweep: submitted job array {job} of {len(runs)} runs; logs {root}/<run>.log; "
       f"then: prelm report {root}")
   return job
 
