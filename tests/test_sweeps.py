@@ -222,7 +222,8 @@ def test_sweep_killed_then_rerun_resumes_and_reports(pydocs_data_dir, tmp_path, 
   import pandas as pd  # pylint: disable=g-import-not-at-top
   table = pd.read_csv(root / "report.csv")
   assert list(table.run) == names and {"final_loss", "best_loss", "tokens_per_sec",
-                                       "params_M", "train_seconds"} <= set(table.columns)
+                                       "params", "train_seconds"} <= set(table.columns)
+  assert set(table.params) == {34082}  # bert_micro_test, its 600-token vocabulary
   assert (root / "curves_loss.png").exists() and (root / "curves_train_loss.png").exists()
 
 

@@ -7,12 +7,11 @@ import re
 
 from prelm_jax import workdir as workdir_lib
 from prelm_jax.sweeps import layout
+from prelm_jax.sweeps import params
 from prelm_jax.sweeps import spec
 
 # Metrics where higher is better; every other metric (losses, perplexity) is minimised.
 _HIGHER_IS_BETTER = re.compile(r"acc|f1|corr|precision|recall|matthews|spearman|pearson")
-# train.py's banner: "prelm: NAME | 0.12M params | ...", in the run's log.
-_PARAMS = re.compile(r"\| ([0-9.]+)M params \|")
 
 
 def find_runs(root):
@@ -53,12 +52,11 @@ def status_of(root, name):
   return "incomplete" if os.path.isdir(run) else "not started"
 
 
-def params_millions(root, name):
-  log = layout.log_path(root, name)
-  if not os.path.exists(log):
-    return None
-  found = _PARAMS.findall(open(log, errors="replace").read())
-  return float(found[-1]) if found else None
+def params_of(root, name):
+  try:
+    return params.count(layout.run_dir(root, name))
+  except Exception:  # pylint: disable=broad-except
+    return None  # a config this version cannot build: the column stays blank
 
 
 def row_of(root, name, records):
@@ -67,7 +65,7 @@ def row_of(root, name, records):
   evals = [r for r in records if r.get("split") == "eval"]
   row = {"run": name, "status": status_of(root, name),
          "steps": max((r["step"] for r in records), default=0),
-         "params_M": params_millions(root, name)}
+         "params": params_of(root, name)}
   # Seconds of training: each logged window's steps at its measured rate.
   seconds, last = 0.0, 0
   for r in train:
