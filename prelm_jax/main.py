@@ -11,6 +11,9 @@
   prelm list                                            # the experiments, one line each
   prelm show NAME [--config.a.b=v ...]                  # its resolved config and params
 
+  prelm sweep NAME --root DIR [--executor local|slurm|tpu] [--parallel N] [--dry-run]
+  prelm report DIR                     # experiments/sweeps/NAME.py; see sweeps/cli.py
+
 `--config` takes a path (config_flags conventions, `path.py:arg`) or an experiment name.
 `prelm --help` (or `prelm <command> --help`) lists each command's flags; see usage.py.
 
@@ -34,6 +37,7 @@ from prelm_jax import library_logs
 from prelm_jax import plan as plan_lib  # defines --mesh, --devices, --device-memory
 from prelm_jax import preemption
 from prelm_jax.interop import cli as interop_cli
+from prelm_jax.sweeps import cli as sweeps_cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment: experiments/<name>.py[:arg] or just <name>.", lock_config=True)
@@ -53,7 +57,8 @@ _INPUT = flags.DEFINE_string("input", None, "predict: the file to label (the for
                              "run was trained on).")
 _OUTPUT = flags.DEFINE_string("output", None, "predict: where to write the labelled file.")
 
-COMMANDS = ("train", "predict", "plan") + info_commands.COMMANDS + tuple(interop_cli.COMMANDS)
+COMMANDS = (("train", "predict", "plan") + info_commands.COMMANDS
+            + tuple(interop_cli.COMMANDS) + tuple(sweeps_cli.COMMANDS))
 
 
 def fail(message):
@@ -219,7 +224,15 @@ def cli():
   # First thing: a SIGTERM during the imports, corpus, vocabulary or compile is recorded
   # and acted on at the next safe point (exit 42), never raised into arbitrary code.
   preemption.install()
+  if sys.argv[1:2] and sys.argv[1] in sweeps_cli.COMMANDS and not usage_requested():
+    preemption.uninstall()  # the sweep's runs handle their own signals
+    sys.exit(sweeps_cli.main(sys.argv[1:]))
   app.run(main, flags_parser=parse_flags)
+
+
+def usage_requested():
+  from prelm_jax import usage  # pylint: disable=g-import-not-at-top
+  return usage.requested(sys.argv[1:])
 
 
 if __name__ == "__main__":

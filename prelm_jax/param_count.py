@@ -48,3 +48,20 @@ def count(config, *, task=None):
   size = lambda tree: sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
   by_part = {name: size(tree) for name, tree in params.items()}
   return ParamCount(sum(by_part.values()), by_part.get("encoder", 0), by_part)
+
+
+def count_run(workdir):
+  """The total parameter count of the run in `workdir` (its config.json, and the size its
+  vocab.txt reached: a trained vocabulary may fall short of config.data.vocab_size), or
+  None without a config.json. Reads no checkpoint."""
+  import os  # pylint: disable=g-import-not-at-top
+  from prelm_jax import analysis  # pylint: disable=g-import-not-at-top
+  from prelm_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
+    return None
+  config = analysis._read_config(workdir)  # pylint: disable=protected-access
+  vocab = os.path.join(workdir, workdir_lib.VOCAB_FILE)
+  if os.path.isfile(vocab):
+    with open(vocab, encoding="utf-8") as f:
+      config.data.vocab_size = sum(1 for _ in f)
+  return count(config).total

@@ -79,6 +79,23 @@ prelm export-hf WORKDIR HF_DIR
            rows left out, scanned layers unstacked), vocab.txt, tokenizer_config.json,
            special_tokens_map.json, for BertForPreTraining.from_pretrained and
            BertTokenizerFast.from_pretrained."""),
+    "sweep": (
+        "run every run of a sweep (experiments/sweeps/NAME.py) under one directory",
+        (),
+        "prelm sweep attention_vs_lstm --root runs/attn_lstm --parallel 2",
+        """\
+prelm sweep NAME --root DIR [--executor local|slurm|tpu] [--parallel N] [--dry-run]
+            [--sbatch=OPTION ...] [--config.a.b=value ...]
+  NAME     experiments/sweeps/NAME.py (or a path): a base experiment, a grid, zipped
+           lists, named cases and seeds; each run is DIR/<run> (e.g. encoder-lstm_seed-1),
+           its log DIR/<run>.log, the sweep DIR/sweep.json. --config overrides apply to
+           every run. Complete runs are skipped, interrupted ones resume: rerun the same
+           command. local: N runs at a time, a summary of failed ones (exit 1); slurm: one
+           job array (launch/slurm/sweep.sbatch); tpu: prints launch/tpu/tpu.sh commands."""),
+    "report": (
+        "a sweep's runs as a table (DIR/report.csv) and learning curves (DIR/curves_*.png)",
+        (),
+        "prelm report runs/attn_lstm"),
 }
 
 _FOOTER = """\

@@ -126,6 +126,8 @@ def test_every_package_is_installed_and_experiments_only_inside_prelm_jax():
   setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
   on_disk = sorted(".".join(p.parent.relative_to(REPO).parts)
                    for p in (REPO / "prelm_jax").rglob("__init__.py"))
-  assert sorted(setuptools["packages"]) == sorted(on_disk + ["prelm_jax.experiments"]), (
+  installed_experiments = ["prelm_jax.experiments", "prelm_jax.experiments.sweeps"]
+  assert sorted(setuptools["packages"]) == sorted(on_disk + installed_experiments), (
       "add the new package to [tool.setuptools] packages in pyproject.toml")
-  assert setuptools["package-dir"] == {"prelm_jax.experiments": "experiments"}
+  assert setuptools["package-dir"] == {"prelm_jax.experiments": "experiments",
+                                       "prelm_jax.experiments.sweeps": "experiments/sweeps"}
