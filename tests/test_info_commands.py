@@ -8,7 +8,8 @@ from prelm_jax import registry
 def test_list_names_every_experiment_with_its_summary_aligned(prelm_cli):
   proc = prelm_cli("list")
   assert proc.returncode == 0, proc.stderr
-  rows = {line.split()[0]: line for line in proc.stdout.splitlines()[1:] if line.strip()}
+  experiments = proc.stdout.split("\n\n")[0]  # the sweeps follow after a blank line
+  rows = {line.split()[0]: line for line in experiments.splitlines()[1:] if line.strip()}
   assert set(rows) == set(registry.names())
   columns = set()
   for name, line in rows.items():
@@ -18,8 +19,11 @@ def test_list_names_every_experiment_with_its_summary_aligned(prelm_cli):
   assert len(columns) == 1, columns
 
 
-def test_list_shows_sweeps_once_their_folder_exists(tmp_path, monkeypatch):
-  assert not any(line.startswith("sweeps") for line in info_commands.list_lines())
+def test_list_shows_the_sweeps(tmp_path, monkeypatch):
+  shipped = info_commands.list_lines()
+  at = next(i for i, line in enumerate(shipped) if line.startswith("sweeps ("))
+  assert {line.split()[0] for line in shipped[at + 1:]} == {
+      "attention_vs_lstm", "mask_rate", "objectives", "size_ladder"}
   monkeypatch.setattr(info_commands, "SWEEPS_DIR", tmp_path)
   (tmp_path / "lr_grid.py").write_text('"""Learning rates 1e-4..1e-3 for bert_tiny."""\n')
   (tmp_path / "_shared.py").write_text('"""Not a sweep."""\n')
