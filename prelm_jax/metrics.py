@@ -87,14 +87,9 @@ def drop_records_after(workdir, step, *, drop_eval_at_step=False):
   os.replace(tmp, path)
 
 
-def read_table(workdir):
-  """metrics.jsonl as a pandas DataFrame: one row a record, columns step, split and
-  the metrics (NaN where a record has no such metric), in the order they were written.
-
-  A torn last line (a run killed mid-write, or one still writing) is left out.
-  """
-  # Imported here: notebooks read tables, training never does and starts faster without.
-  import pandas as pd  # pylint: disable=g-import-not-at-top
+def read_records(workdir):
+  """The records of <workdir>/metrics.jsonl in the order they were written ([] without
+  one). A torn last line (a run killed mid-write, or one still writing) is left out."""
   path = os.path.join(workdir, workdir_lib.METRICS_FILE)
   records = []
   if os.path.exists(path):
@@ -104,4 +99,13 @@ def read_table(workdir):
           records.append(json.loads(line))
         except json.JSONDecodeError:
           continue
+  return records
+
+
+def read_table(workdir):
+  """metrics.jsonl as a pandas DataFrame: one row a record, columns step, split and
+  the metrics (NaN where a record has no such metric); see read_records."""
+  # Imported here: notebooks read tables, training never does and starts faster without.
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  records = read_records(workdir)
   return pd.DataFrame.from_records(records, columns=None if records else ["step", "split"])

@@ -5,6 +5,7 @@ import math
 import os
 import re
 
+from prelm_jax import metrics
 from prelm_jax import param_count
 from prelm_jax import workdir as workdir_lib
 from prelm_jax.sweeps import layout
@@ -28,18 +29,6 @@ def find_runs(root):
     raise spec.SweepError(f"{root} holds no runs (no sweep.json, no run directory with "
                           "config.json); give the --root of a `prelm sweep`")
   return runs
-
-
-def read_records(path):
-  records = []
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        try:
-          records.append(json.loads(line))
-        except json.JSONDecodeError:
-          pass  # a line cut short by a kill
-  return records
 
 
 def status_of(root, name):
@@ -167,9 +156,7 @@ def write_report(root):
   """Writes DIR/report.csv and the curves; returns the text for the console."""
   import pandas as pd  # pylint: disable=g-import-not-at-top
   runs = find_runs(root)
-  records_of = {name: read_records(os.path.join(layout.run_dir(root, name),
-                                                workdir_lib.METRICS_FILE))
-                for name, _ in runs}
+  records_of = {name: metrics.read_records(layout.run_dir(root, name)) for name, _ in runs}
   frame = pd.DataFrame([row_of(root, name, records_of[name]) for name, _ in runs])
   csv_path = os.path.join(root, layout.REPORT_FILE)
   frame.to_csv(csv_path, index=False)
