@@ -306,6 +306,13 @@ def test_variant_param_counts(name, vocab, expected):
   assert abs(count - expected) / expected < 0.02, count
 
 
+def sharded_init(model, batch, mesh):
+  """As train.py does it: params created already sharded (inside the mesh and rules)."""
+  abstract = jax.eval_shape(lambda: init(model, batch))
+  shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract), mesh, RULES)
+  return jax.jit(lambda: nn.unbox(init(model, batch)), out_shardings=shardings)()
+
+
 @pytest.mark.parametrize('encoder', ['transformer', 'lstm'])
 def test_sharded_init_and_forward_match_unsharded(encoder):
   model = build_model(small_config(encoder=encoder), VOCAB)
@@ -313,12 +320,7 @@ def test_sharded_init_and_forward_match_unsharded(encoder):
   mesh = jax.make_mesh((2, 2, 2), ('data', 'fsdp', 'tensor'),
                        axis_types=(AxisType.Auto,) * 3)
   with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
-    # As train.py does it: params are created already sharded.
-    abstract = jax.eval_shape(lambda: init(model, batch))
-    shardings = nn.logical_to_mesh_sharding(
-        nn.get_partition_spec(abstract), mesh, RULES)
-    variables = jax.jit(lambda: nn.unbox(init(model, batch)),
-                        out_shardings=shardings)()
+    variables = sharded_init(model, batch, mesh)
     lowered = jax.jit(model.apply).lower(variables, *batch)
     got = lowered.compile()(variables, *batch)
   hlo = lowered.as_text()
@@ -395,11 +397,7 @@ def test_geglu_sharded_over_tensor_matches_unsharded():
   mesh = jax.make_mesh((2, 2, 2), ('data', 'fsdp', 'tensor'),
                        axis_types=(AxisType.Auto,) * 3)
   with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
-    abstract = jax.eval_shape(lambda: init(model, batch))
-    shardings = nn.logical_to_mesh_sharding(
-        nn.get_partition_spec(abstract), mesh, RULES)
-    variables = jax.jit(lambda: nn.unbox(init(model, batch)),
-                        out_shardings=shardings)()
+    variables = sharded_init(model, batch, mesh)
     got = jax.jit(model.apply)(variables, *batch)
   wi = variables['params']['encoder']['layer_0']['mlp']['wi']['kernel']
   assert wi.sharding.spec == P('fsdp', None, 'tensor')
