@@ -132,6 +132,8 @@ def test_an_existing_run_or_other_files_are_never_overwritten(tmp_path, one_line
   (tmp_path / "notes" / "todo.txt").write_text("x")
   one_line_error(InteropError, import_into(source, tmp_path / "notes"), "already holds (todo.txt)")
   assert os.listdir(tmp_path / "run") == ["config.json"]
+  one_line_error(InteropError, import_into(source, source), "already holds a HuggingFace "
+                 "checkpoint")
 
 
 def test_an_empty_workdir_is_used_and_heads_come_and_go_by_part(tmp_path):

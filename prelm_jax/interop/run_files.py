@@ -54,7 +54,10 @@ def check_new_directory(path, what):
   if os.path.isdir(path) and os.listdir(path):
     held = sorted(os.listdir(path))
     shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
-    run = " a prelm run" if workdir_lib.CONFIG_FILE in held else ""
+    if {"model.safetensors", "pytorch_model.bin"} & set(held):
+      run = " a HuggingFace checkpoint"  # its config.json is HF's, not a run's
+    else:
+      run = " a prelm run" if workdir_lib.CONFIG_FILE in held else ""
     raise InteropError(f"{what} {path} already holds{run} ({shown}); nothing is "
                        "overwritten: pass a new directory")
   if os.path.exists(path) and not os.path.isdir(path):
