@@ -167,6 +167,7 @@ def restore(mngr, step, abstract_state, vocab_path, vocab_size):
         raise  # out of memory, a sharding error, a bug: as it is, with its traceback
       # The message below explains the failed reads, which orbax's threads also log
       # with tracebacks, now or when their abandoned tasks are collected.
+      library_logs.drop_closed_loop_reports()
       gc.collect()
       library_records.clear()
     raise CheckpointError(

@@ -16,6 +16,7 @@ everything, so the command installs the filter only without -v.
 import contextlib
 import logging
 import os
+import sys
 
 from absl import logging as absl_logging
 
@@ -86,3 +87,18 @@ def held_back():
       logger.removeFilter(hold)
     for record in hold.records:
       logging.getLogger(record.name).handle(record)
+
+
+def drop_closed_loop_reports():
+  """From now on, drops the "Event loop is closed" RuntimeErrors that tensorstore's
+  callbacks raise into an asyncio loop orbax has closed after a failed restore: Python
+  reports them as unraisable, on stderr, while prelm prints its one-line error and
+  exits. Every other unraisable exception is reported as before."""
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    value = unraisable.exc_value
+    if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+      return
+    previous(unraisable)
+  sys.unraisablehook = hook

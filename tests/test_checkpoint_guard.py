@@ -6,6 +6,8 @@ tests/test_bad_inputs.py; here checkpointing.restore raises what orbax and tenso
 were seen to raise for them, and what they raise for other trouble.
 """
 import json
+import sys
+import types
 import logging
 
 import pytest
@@ -77,6 +79,13 @@ def test_a_corrupt_checkpoint_is_one_line_not_the_libraries_tracebacks(monkeypat
   with pytest.raises(checkpoint_guard.CheckpointError):
     restore_raising(monkeypatch, error)
   assert not caplog.records
+  # The closed asyncio loop's late reports are dropped; other unraisables still show.
+  seen = []
+  monkeypatch.setattr(sys, "unraisablehook", seen.append)
+  checkpoint_guard.library_logs.drop_closed_loop_reports()
+  for value in (RuntimeError("Event loop is closed"), ValueError("other")):
+    sys.unraisablehook(types.SimpleNamespace(exc_value=value))
+  assert [type(u.exc_value) for u in seen] == [ValueError]
 
 
 @pytest.mark.parametrize("error", [
