@@ -66,6 +66,16 @@ def get_config(arg=None):
   # Bytes that are not UTF-8: "error" stops, naming the file and byte offset;
   # "replace" reads each bad sequence as U+FFFD and logs how many there were.
   config.data.bad_utf8 = "error"
+  # A catalogue dataset's text feature (wikipedia, c4, bookcorpus: "text").
+  config.data.text_field = "text"
+  # Prepared corpora (data/prepare.py): "" -> <tfds_data_dir>/prelm_prepared. Reused
+  # by every run with the same corpus, vocabulary and max_seq_len.
+  config.data.prepared_dir = ""
+  config.data.prepare_workers = 1        # processes that prepare units in parallel
+  config.data.prepare_unit_docs = 2000   # documents per unit (one shard each)
+  # The vocabulary is trained on the first this-many bytes of the train split (TFDS's
+  # order is a shuffle); 0: all of it.
+  config.data.vocab_sample_bytes = 200_000_000
   config.data.vocab_size = 30522
   config.data.lowercase = True
   config.data.max_seq_len = 128

@@ -57,7 +57,10 @@ _INPUT = flags.DEFINE_string("input", None, "predict: the file to label (the for
                              "run was trained on).")
 _OUTPUT = flags.DEFINE_string("output", None, "predict: where to write the labelled file.")
 
-COMMANDS = (("train", "predict", "plan") + info_commands.COMMANDS
+_WORKERS = flags.DEFINE_integer("workers", None, "prepare: worker processes (default "
+                                "config.data.prepare_workers).")
+
+COMMANDS = (("train", "predict", "plan", "prepare") + info_commands.COMMANDS
             + tuple(interop_cli.COMMANDS) + tuple(sweeps_cli.COMMANDS))
 
 
@@ -139,7 +142,7 @@ def main(argv):
   if not interop and (len(command) != 1 or command[0] not in COMMANDS):
     fail(f"expected one command from {COMMANDS}, got {command or 'none'}; "
          "e.g. prelm train --config bert_tiny_pydocs --workdir runs/tiny (see prelm --help)")
-  if command in (["train"], ["plan"]) and _CONFIG.value is None:
+  if command in (["train"], ["plan"], ["prepare"]) and _CONFIG.value is None:
     fail("--config is required, e.g. --config experiments/bert_tiny_pydocs.py")
   if not flags.FLAGS["verbosity"].present:  # -v 0 shows everything
     # WARNING, not ERROR: absl sets it on the root logger, where jax warns about things a
@@ -159,6 +162,12 @@ def main(argv):
     return
   if interop:
     interop_cli.main(command, _CONFIG.value, fail)
+    return
+  if command == ["prepare"]:
+    from prelm_jax import prepare_command  # pylint: disable=g-import-not-at-top
+    prepare_command.main(_CONFIG.value, fail, workers=_WORKERS.value,
+                         process_index=_PROCESS_ID.value or 0,
+                         process_count=_NUM_PROCESSES.value or 1)
     return
   if command == ["plan"]:  # compile-only: no workdir, no corpus, no distributed set-up
     plan_lib.main(_CONFIG.value, fail)

@@ -27,6 +27,11 @@ COMMANDS = {
         "label a file with a fine-tuned run (its best evaluation's params)",
         (("workdir", "DIR"), ("input", "FILE"), ("output", "FILE")),
         "prelm predict --workdir runs/sst2 --input new.tsv --output labelled.tsv"),
+    "prepare": (
+        "tokenise and chunk a pre-training experiment's corpus into shards, ahead of training",
+        (("config", "NAME|PATH"), ("workers", "N"), ("num_processes", "N"),
+         ("process_id", "I")),
+        "prelm prepare --config bert_tiny_books --workers 4"),
     "plan": (
         "compile the train step for a mesh; report memory and FLOPs per device",
         (("config", "NAME|PATH"), ("mesh", "AXIS=N,..."), ("devices", "N"),

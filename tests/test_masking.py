@@ -138,6 +138,17 @@ def origin(tokens):
   return tokens // 10_000, (tokens % 10_000) // 100
 
 
+def create_pair(docs, d, chunk, rng, **kwargs):
+  """masking.create_pair on docs[d]'s chunk, B drawn from any other whole document."""
+  first, end, target = chunk
+
+  def random_sentences(rng):
+    other = int(rng.integers(0, len(docs) - 1))
+    return docs[other + (other >= d)]
+  return masking.create_pair(docs[d][first:end], target, rng,
+                             random_sentences=random_sentences, **kwargs)
+
+
 def all_chunks(docs, rng, max_num_tokens=61, short_seq_prob=0.1):
   return [(d, c) for d, doc in enumerate(docs)
           for c in masking.chunk_document([len(s) for s in doc], rng,
@@ -178,7 +189,7 @@ def test_nsp_pairs_are_honest_and_balanced():
   labels, random_sources = [], set()
   for i in range(4000):
     d, (first, end, target) = chunks[i % len(chunks)]
-    a, b, label = masking.create_pair(docs, d, (first, end, target), rng,
+    a, b, label = create_pair(docs, d, (first, end, target), rng,
                                       nsp_random_prob=0.5)
     labels.append(label)
     doc_a, sent_a = origin(a)
@@ -254,13 +265,13 @@ def test_sop_pairs_are_balanced_and_really_swapped():
     d, chunk = chunks[i % len(chunks)]
     first, end, _ = chunk
     state = rng.bit_generator.state
-    a, b, label = masking.create_pair(docs, d, chunk, rng, nsp_random_prob=0.5,
+    a, b, label = create_pair(docs, d, chunk, rng, nsp_random_prob=0.5,
                                       objective="sop")
     labels.append(label)
     # The same draws without the objective's coin: the chunk cut in order.
     rng_again = np.random.default_rng()
     rng_again.bit_generator.state = state
-    first_half, second_half, _ = masking.create_pair(docs, d, chunk, rng_again,
+    first_half, second_half, _ = create_pair(docs, d, chunk, rng_again,
                                                      nsp_random_prob=0.5, objective="none")
     assert len(first_half) and len(second_half)
     assert (origin(a)[0] == d).all() and (origin(b)[0] == d).all()  # never another doc
@@ -282,13 +293,13 @@ def test_objective_none_always_pairs_the_continuation():
   rng = np.random.default_rng(1)
   docs = make_documents(rng)
   for d, chunk in all_chunks(docs, rng)[:300]:
-    a, b, label = masking.create_pair(docs, d, chunk, rng, nsp_random_prob=0.5,
+    a, b, label = create_pair(docs, d, chunk, rng, nsp_random_prob=0.5,
                                       objective="none")
     assert label == masking.IS_NEXT
     np.testing.assert_array_equal(np.concatenate([a, b]),
                                   np.concatenate(docs[d][chunk[0]:chunk[1]]))
   with pytest.raises(ValueError, match="Unknown sentence objective"):
-    masking.create_pair(docs, d, chunk, rng, nsp_random_prob=0.5, objective="rtd")
+    create_pair(docs, d, chunk, rng, nsp_random_prob=0.5, objective="rtd")
 
 
 def words_of(continuation, special):

@@ -34,12 +34,48 @@ def builder_kwargs(data_config):
                                    data_config.bad_utf8)
 
 
+def prepared_builder(name, data_dir=None, *, prepare=True, **builder_args):
+  """The TFDS builder of `name`, prepared: ours on first use, the catalogue's already.
+
+  Args:
+    name: a registered TFDS builder name, e.g. "pydocs" or "wikipedia/20230601.en".
+    data_dir: the TFDS data directory; None or "" for the TFDS default.
+    prepare: prepare it into data_dir when it is not (our builders: nothing is
+      downloaded); False: a dataset that is not prepared is an error (the catalogue's
+      would download).
+    **builder_args: the builder's own arguments (builder_kwargs() above).
+
+  Raises:
+    errors.DataError: an unknown dataset, or one that is not prepared.
+  """
+  try:
+    builder = tfds.builder(name, data_dir=data_dir or None, **builder_args)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise errors.DataError(
+        f"Unknown dataset {name!r}: set config.data.dataset to a registered TFDS "
+        f"builder with a text feature, e.g. 'pydocs', 'text_files', or a catalogue "
+        f"dataset prepared in config.data.tfds_data_dir.") from e
+  with library_logs.quiet():  # is_prepared() warns that the folder has no dataset_info.json
+    if not builder.is_prepared():
+      if not prepare:
+        from prelm_jax.data import finetune_tfds  # pylint: disable=g-import-not-at-top
+        raise errors.DataError(
+            f"Dataset {name!r} is not prepared in {builder.data_dir}: prepare it once "
+            f"with {finetune_tfds.prepare_hint(name, data_dir or '~/tensorflow_datasets')}"
+            ", or point --config.data.tfds_data_dir at the folder that holds it")
+      print(f"Preparing the {builder.name} corpus in {builder.data_dir} (first use; cached "
+            "after)", file=sys.stderr)
+      _prepare_quietly(builder)
+  return builder
+
+
 def load_documents(name, split, data_dir=None, **builder_args):
   """Returns the texts of one split of a TFDS dataset with `text`/`source` features.
 
-  This is the only place data is built: an unprepared dataset is prepared into
-  `data_dir` first. Reading goes through `as_data_source()` (ArrayRecord, no
-  TensorFlow), whose record order is shuffled, so documents are sorted by `source`.
+  An unprepared dataset of ours is prepared into `data_dir` first. Reading goes through
+  `as_data_source()` (ArrayRecord, no TensorFlow), whose record order is shuffled, so
+  documents are sorted by `source`. Holds the whole split in memory: for small
+  corpora and tests; pre-training reads prepared shards (data/prepare.py).
 
   Args:
     name: a registered TFDS builder name, e.g. "pydocs" (or "pydocs/py3.11").
@@ -54,17 +90,7 @@ def load_documents(name, split, data_dir=None, **builder_args):
   Raises:
     errors.DataError: an unknown dataset, a missing split or one without text.
   """
-  try:
-    builder = tfds.builder(name, data_dir=data_dir or None, **builder_args)
-  except tfds.core.registered.DatasetNotFoundError as e:
-    raise errors.DataError(
-        f"Unknown dataset {name!r}: set config.data.dataset to a registered TFDS "
-        f"builder with text/source features, e.g. 'pydocs'.") from e
-  with library_logs.quiet():  # is_prepared() warns that the folder has no dataset_info.json
-    if not builder.is_prepared():
-      print(f"Preparing the {builder.name} corpus in {builder.data_dir} (first use; cached "
-            "after)", file=sys.stderr)
-      _prepare_quietly(builder)
+  builder = prepared_builder(name, data_dir, **builder_args)
   sources = builder.as_data_source()
   if split not in sources:
     raise errors.DataError(f"Dataset {name!r} has no split {split!r}; it has "

@@ -65,15 +65,17 @@ def _concat(sentences):
   return np.concatenate(sentences).astype(np.int32, copy=False)
 
 
-def create_pair(documents, doc_index, chunk, rng, *, nsp_random_prob,
+def create_pair(sentences, target, rng, *, random_sentences, nsp_random_prob,
                 objective="nsp"):
   """Draws segments A and B from one chunk (before truncation).
 
   Args:
-    documents: all documents (a random B comes from one other than doc_index).
-    doc_index: the document the chunk belongs to.
-    chunk: (first_sentence, end_sentence, target_length) from chunk_document.
+    sentences: the chunk's sentences (>= 2 token arrays), in document order.
+    target: the chunk's target length (chunk_document); B's share of it decides how
+      much a random B takes.
     rng: a numpy Generator.
+    random_sentences: rng -> the sentences of a chunk of ANOTHER document (nsp only;
+      it may draw from rng).
     nsp_random_prob: probability that B is taken from another document (nsp only).
     objective: "nsp" (B is the continuation or a random other text), "sop" (ALBERT's
       sentence order: the chunk's two halves in order or swapped, SOP_SWAP_PROB) or
@@ -84,8 +86,6 @@ def create_pair(documents, doc_index, chunk, rng, *, nsp_random_prob,
     none: IS_NEXT. The draws before the objective's coin are the same for all three,
     so one rng gives the same split point whichever objective is asked.
   """
-  first, end, target = chunk
-  sentences = documents[doc_index][first:end]
   if len(sentences) < 2:
     raise ValueError(f"A chunk needs >= 2 sentences, got {len(sentences)}.")
   a_end = int(rng.integers(1, len(sentences)))  # A gets 1..n-1 sentences
@@ -102,22 +102,18 @@ def create_pair(documents, doc_index, chunk, rng, *, nsp_random_prob,
                      f"{', '.join(SENTENCE_OBJECTIVES)}.")
   if rng.random() >= nsp_random_prob:
     return tokens_a, _concat(sentences[a_end:]), IS_NEXT
-  if len(documents) < 2:
-    raise ValueError("A random segment B needs at least 2 documents.")
-  other = int(rng.integers(0, len(documents) - 1))
-  other += other >= doc_index  # uniform over the documents except doc_index
-  random_doc = documents[other]
+  other = random_sentences(rng)
   # Like BERT: from a random sentence on, take sentences until B reaches its share
   # of the target (at least one sentence).
   target_b = target - len(tokens_a)
-  start = int(rng.integers(0, len(random_doc)))
+  start = int(rng.integers(0, len(other)))
   end_b, length = start, 0
-  while end_b < len(random_doc):
-    length += len(random_doc[end_b])
+  while end_b < len(other):
+    length += len(other[end_b])
     end_b += 1
     if length >= target_b:
       break
-  return tokens_a, _concat(random_doc[start:end_b]), NOT_NEXT
+  return tokens_a, _concat(other[start:end_b]), NOT_NEXT
 
 
 def truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):

@@ -10,55 +10,26 @@ import grain
 import numpy as np
 
 from prelm_jax import errors
+from prelm_jax.data import chunks as chunks_lib
 from prelm_jax.data import masking
 
 # Tags that keep the random streams apart (SeedSequence pads short keys with zeros,
-# so streams differ by tag, not by key length).
-_TRAIN_EXAMPLE, _EVAL_EXAMPLE, _CHUNKING, _EPOCH_ORDER = range(4)
+# so streams differ by tag, not by key length); 2 is data/chunks.py's.
+_TRAIN_EXAMPLE, _EVAL_EXAMPLE, _EPOCH_ORDER = 0, 1, 3
 _MIN_SEQ_LEN = 5  # [CLS] a [SEP] b [SEP]: one token each for A and B
 
 
-def _documents(tokenizer, texts):
-  """Tokenises every non-empty line once; a document is its list of sentences.
-
-  Args:
-    tokenizer: a WordPiece.
-    texts: document strings; each non-empty line is a sentence.
-
-  Returns:
-    A list of documents, each a non-empty list of int32 arrays (sentences). Lines
-    without any token are dropped, then documents without sentences.
-  """
-  lines, doc_of_line = [], []
-  for d, text in enumerate(texts):
-    for line in text.split("\n"):
-      if line.strip():
-        lines.append(line)
-        doc_of_line.append(d)
-  ids = tokenizer.encode_lines(lines)  # one batched call: seconds, not minutes
-  documents = [[] for _ in texts]
-  for d, sentence in zip(doc_of_line, ids):
-    if sentence:
-      documents[d].append(np.asarray(sentence, np.int32))
-  return [doc for doc in documents if doc]
-
-
-def _chunks(documents, data_cfg, seed):
-  """All chunks of all documents: int64 [n, 4] rows of (doc, first, end, target)."""
-  rng = np.random.default_rng([seed, _CHUNKING])
-  rows = []
-  for d, doc in enumerate(documents):
-    for first, end, target in masking.chunk_document(
-        [len(s) for s in doc], rng, max_num_tokens=data_cfg.max_seq_len - 3,
-        short_seq_prob=data_cfg.short_seq_prob):
-      rows.append((d, first, end, target))
-  return np.asarray(rows, np.int64).reshape(-1, 4)
+def as_chunk_store(tokenizer, source, data_cfg):
+  """A chunks.ChunkStore as is; a list of texts is chunked here (tests, small sets)."""
+  if isinstance(source, chunks_lib.ChunkStore):
+    return source
+  return chunks_lib.InMemoryChunks(tokenizer, list(source), data_cfg)
 
 
 class _Examples:
-  """Turns (chunk, rng) into one masked NSP example, written into batch arrays."""
+  """Turns (chunk index, rng) into one masked example, written into batch arrays."""
 
-  def __init__(self, data_cfg, tokenizer, texts, *, seed, what):
+  def __init__(self, data_cfg, tokenizer, source, *, what):
     length = data_cfg.max_seq_len
     if length < _MIN_SEQ_LEN:
       raise ValueError(f"max_seq_len={length} is too small: [CLS] A [SEP] B [SEP] "
@@ -70,17 +41,16 @@ class _Examples:
                        "special: no random replacement tokens; train a larger vocab.")
     self.cfg = data_cfg
     self.tok = tokenizer
-    self.documents = _documents(tokenizer, texts)
-    self.chunks = _chunks(self.documents, data_cfg, seed)
+    self.chunks = as_chunk_store(tokenizer, source, data_cfg)
     self.objective = sentence_objective(data_cfg)
     # Only NSP draws B from another document.
     min_documents = 2 if self.objective == "nsp" else 1
-    if not len(self.chunks) or len(self.documents) < min_documents:
+    if not len(self.chunks) or self.chunks.num_documents < min_documents:
       raise errors.DataError(
           f"The {what} texts give {len(self.chunks)} chunks from "
-          f"{len(self.documents)} documents: a sentence pair needs a document with >= 2 "
-          f"non-empty lines, and {self.objective} >= {min_documents} documents; use a "
-          "larger split or dataset.")
+          f"{self.chunks.num_documents} documents: a sentence pair needs a document with "
+          f">= 2 non-empty lines, and {self.objective} >= {min_documents} documents; use "
+          "a larger split or dataset.")
     self.whole_words = bool(data_cfg.get("whole_word_masking", False))
 
   def allocate(self, rows):
@@ -91,10 +61,11 @@ class _Examples:
   def write(self, out, row, chunk_index, rng):
     """Builds the example of chunk `chunk_index` with `rng` into row `row` of `out`."""
     cfg, tok = self.cfg, self.tok
-    doc, first, end, target = (int(x) for x in self.chunks[chunk_index])
-    a, b, label = masking.create_pair(self.documents, doc, (first, end, target), rng,
-                                      nsp_random_prob=cfg.nsp_random_prob,
-                                      objective=self.objective)
+    chunk = self.chunks[chunk_index]
+    a, b, label = masking.create_pair(
+        chunk.sentences, chunk.target_length, rng,
+        random_sentences=lambda r: self.chunks.other_document(chunk_index, r),
+        nsp_random_prob=cfg.nsp_random_prob, objective=self.objective)
     a, b = masking.truncate_seq_pair(a, b, cfg.max_seq_len - 3, rng)
     ids, types, attention, special = masking.pack_pair(
         a, b, max_seq_len=cfg.max_seq_len, cls_id=tok.cls_id, sep_id=tok.sep_id,
@@ -160,25 +131,31 @@ class PretrainData:
   from default_rng([seed, 0, step, row]).
   """
 
-  def __init__(self, data_cfg, tokenizer, texts, *, batch_size, seed,
+  def __init__(self, data_cfg, tokenizer, source, *, batch_size, seed,
                process_index=0, process_count=1):
-    """Pre-tokenises `texts` and cuts them into chunks.
+    """Reads training examples from `source`.
 
     Args:
       data_cfg: config.data (max_seq_len, short_seq_prob, nsp_random_prob,
         mask_prob, mask_token_prob, random_token_prob, max_predictions_per_seq).
       tokenizer: a WordPiece.
-      texts: the training documents.
+      source: the training chunks (a chunks.ChunkStore, e.g. a prepared split), or
+        the training documents' texts (chunked in memory).
       batch_size: the GLOBAL batch size.
       seed: the data seed.
       process_index, process_count: which rows of each global batch this
         process produces (jax.process_index(), jax.process_count()).
     """
     self._rows = local_rows(batch_size, process_index, process_count)
-    self._examples = _Examples(data_cfg, tokenizer, texts, seed=seed, what="training")
+    self._examples = _Examples(data_cfg, tokenizer, source, what="training")
     self.batch_size = batch_size
     self.seed = seed
     self.num_chunks = len(self._examples.chunks)
+    if self.num_chunks < batch_size:
+      raise errors.DataError(
+          f"The training split has {self.num_chunks} chunks (sentence pairs), fewer than "
+          f"one batch of {batch_size}: use a larger corpus, or a smaller "
+          "--config.train.batch_size")
     self._orders = {}
 
   def _order(self, epoch):
@@ -192,6 +169,13 @@ class PretrainData:
       self._orders[epoch] = order
     return order
 
+  def chunk_indices(self, step):
+    """The chunk of each of this process's rows of global batch `step`."""
+    lo, hi = self._rows
+    g = step * self.batch_size + np.arange(lo, hi)
+    return np.asarray([self._order(int(i) // self.num_chunks)[int(i) % self.num_chunks]
+                       for i in g], np.int64)
+
   def batch(self, step):
     """This process's rows of global batch `step`.
 
@@ -204,9 +188,7 @@ class PretrainData:
     """
     lo, hi = self._rows
     out = self._examples.allocate(hi - lo)
-    for i, row in enumerate(range(lo, hi)):
-      g = step * self.batch_size + row
-      chunk = self._order(g // self.num_chunks)[g % self.num_chunks]
+    for i, (row, chunk) in enumerate(zip(range(lo, hi), self.chunk_indices(step))):
       rng = np.random.default_rng([self.seed, _TRAIN_EXAMPLE, step, row])
       self._examples.write(out, i, chunk, rng)
     return out
@@ -229,18 +211,18 @@ class PretrainData:
         grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)))
 
 
-def eval_batches(data_cfg, tokenizer, texts, *, batch_size, seed, process_index=0,
+def eval_batches(data_cfg, tokenizer, source, *, batch_size, seed, process_index=0,
                  process_count=1):
-  """A fixed evaluation set: one example per chunk of `texts`, same on every call.
+  """A fixed evaluation set: one example per chunk of `source`, same on every call.
 
-  Random B segments come from `texts` only, so no training text leaks in. The last
+  Random B segments come from `source` only, so no training text leaks in. The last
   batch is filled up with copies of the first example (real tokens, so no row is
   fully masked out) whose example_weights and mlm_weights are 0.
 
   Args:
     data_cfg: config.data.
     tokenizer: a WordPiece.
-    texts: the validation documents.
+    source: the validation chunks or texts (as PretrainData's).
     batch_size: the GLOBAL eval batch size.
     seed: the data seed.
     process_index, process_count: as for PretrainData.
@@ -250,7 +232,7 @@ def eval_batches(data_cfg, tokenizer, texts, *, batch_size, seed, process_index=
     global batch; every process gets the same number of batches.
   """
   lo, hi = local_rows(batch_size, process_index, process_count)
-  examples = _Examples(data_cfg, tokenizer, texts, seed=seed, what="validation")
+  examples = _Examples(data_cfg, tokenizer, source, what="validation")
   num = len(examples.chunks)
   batches = []
   for start in range(0, num, batch_size):

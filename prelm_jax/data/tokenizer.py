@@ -140,7 +140,8 @@ def train_wordpiece(texts, vocab_size, lowercase=True):
   """Trains a WordPiece vocab on `texts`.
 
   Args:
-    texts: documents (strings); newlines are fine.
+    texts: documents (strings; newlines are fine), or a function returning a fresh
+      iterator over them (read twice, never held: memory stays flat on big corpora).
     vocab_size: the target vocab size, special tokens included. The result is
       smaller when the corpus has fewer useful pieces, and never smaller than the
       specials plus every character c and "##c" seen.
@@ -149,7 +150,7 @@ def train_wordpiece(texts, vocab_size, lowercase=True):
   Returns:
     A WordPiece whose ids 0..4 are SPECIAL_TOKENS.
   """
-  texts = list(texts)  # read twice
+  read = texts if callable(texts) else (lambda held=list(texts): held)  # read twice
   if vocab_size <= len(SPECIAL_TOKENS):
     raise ValueError(f"vocab_size={vocab_size} leaves no room besides the "
                      f"{len(SPECIAL_TOKENS)} special tokens: use a larger vocab_size.")
@@ -159,14 +160,14 @@ def train_wordpiece(texts, vocab_size, lowercase=True):
   # equally frequent merges. Declaring every "##c" up front, in sorted order, fixes
   # their ids, so every process (and every rerun) trains the same vocab.
   chars = set()
-  for text in texts:
+  for text in read():
     chars.update(tok.normalizer.normalize_str(text))
   continuations = [_PREFIX + c for c in sorted(chars) if not c.isspace()]
   trainer = trainers.WordPieceTrainer(
       vocab_size=vocab_size, min_frequency=2,
       special_tokens=list(SPECIAL_TOKENS) + continuations,
       continuing_subword_prefix=_PREFIX, show_progress=False)
-  tok.train_from_iterator(texts, trainer=trainer)
+  tok.train_from_iterator(read(), trainer=trainer)
   vocab = tok.get_vocab(with_added_tokens=False)
   tokens = sorted(vocab, key=vocab.get)
   if tuple(tokens[:len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:

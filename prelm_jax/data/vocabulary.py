@@ -6,14 +6,14 @@ from prelm_jax import workdir as workdir_lib
 from prelm_jax.data import tokenizer as tokenizer_lib
 
 
-def load_or_train(data_cfg, config_dict, wd, train_texts):
+def load_or_train(data_cfg, config_dict, wd, train):
   """Returns (tokenizer, is_new).
 
   Args:
     data_cfg: config.data (vocab_size, lowercase).
     config_dict: the whole config as a dict (to compare with the workdir's).
     wd: the inspected workdir (workdir.Workdir).
-    train_texts: the documents to train on, when a new vocabulary is needed.
+    train: () -> a new WordPiece trained on the corpus, called when one is needed.
 
   Raises:
     errors.DataError: a vocab.txt that cannot be read.
@@ -25,8 +25,7 @@ def load_or_train(data_cfg, config_dict, wd, train_texts):
            "trained with it), or start a new --workdir") if wd.has_checkpoints else (
                "fix it, or delete it to train a new one")
     return tokenizer_lib.load_wordpiece(path, data_cfg.lowercase, fix=fix), False
-  wordpiece = tokenizer_lib.train_wordpiece(train_texts, data_cfg.vocab_size,
-                                            data_cfg.lowercase)
+  wordpiece = train()
   if wordpiece.vocab_size > data_cfg.vocab_size:
     # The trainer keeps every character (alone and as a ##continuation) whatever the
     # requested size, so it silently grows a vocabulary that is too small.

@@ -210,8 +210,10 @@ class FinetuneTask(base.Task):
           os.path.join(self.config.init_from, workdir_lib.VOCAB_FILE),
           self.config.data.lowercase), True
     else:
+      data = self.config.data
       tokenizer, is_new = vocabulary.load_or_train(
-          self.config.data, self.config.to_dict(), wd, self.texts_of(train))
+          data, self.config.to_dict(), wd, lambda: tokenizer_lib.train_wordpiece(
+              self.texts_of(train), data.vocab_size, data.lowercase))
     return base.PreparedData(tokenizer, is_new, {"train": train, **evals},
                              files={workdir_lib.LABELS_FILE: "".join(l + "\n" for l in self.labels)})
 

@@ -10,7 +10,7 @@ sentence head, loss, or metrics).
 import jax.numpy as jnp
 
 from prelm_jax import losses
-from prelm_jax.data import corpus
+from prelm_jax.data import prepare
 from prelm_jax.data import pretrain
 from prelm_jax.data import vocabulary
 from prelm_jax.model import pretraining
@@ -91,24 +91,25 @@ class PretrainTask(base.Task):
     return out
 
   def prepare_data(self, wd):
-    """The corpus (prepared into the TFDS data_dir on first use) and the vocabulary."""
+    """The vocabulary (the run's, or trained on a sample of the corpus and cached) and
+    the corpus prepared for it (data/prepare.py; found as it is after the first run)."""
     data = self.config.data
-    data_dir = data.tfds_data_dir or None
-    builder_args = corpus.builder_kwargs(data)
-    texts = {split: corpus.load_documents(data.dataset, split, data_dir, **builder_args)
-             for split in ("train", "validation")}
-    tokenizer, is_new = vocabulary.load_or_train(data, self.config.to_dict(), wd,
-                                                 texts["train"])
-    return base.PreparedData(tokenizer, is_new, texts)
+    tokenizer, is_new = vocabulary.load_or_train(
+        data, self.config.to_dict(), wd, lambda: prepare.trained_vocabulary(data))
+    # train.py runs this on process 0 first: the others find the corpus prepared.
+    directory = prepare.prepare(data, tokenizer)
+    return base.PreparedData(tokenizer, is_new, directory)
 
   def pipelines(self, prepared, *, process_index, process_count):
-    config, texts = self.config, prepared.inputs
+    config, directory = self.config, prepared.inputs
+    splits = {split: prepare.PreparedSplit(directory, split, prepared.tokenizer)
+              for split in ("train", "validation")}
     process = dict(process_index=process_index, process_count=process_count)
-    train = pretrain.PretrainData(config.data, prepared.tokenizer, texts["train"],
+    train = pretrain.PretrainData(config.data, prepared.tokenizer, splits["train"],
                                   batch_size=config.train.batch_size, seed=config.seed,
                                   **process)
     eval_batches = pretrain.eval_batches(
-        config.data, prepared.tokenizer, texts["validation"],
+        config.data, prepared.tokenizer, splits["validation"],
         batch_size=config.train.eval_batch_size, seed=config.seed + 1, **process)
     return base.Pipelines(train, {"eval": eval_batches})
 

@@ -1,0 +1,315 @@
+"""The preparation stage: a corpus -> tokenised chunks in ArrayRecord shards, once.
+
+  prelm prepare --config bert_tiny_books [--workers 4]     (or the first `prelm train`)
+
+A prepared corpus lives in <root>/<dataset>-<key>/ where the key hashes everything that
+shapes its records: the source's content (data/corpus_source.py fingerprint), the
+vocabulary, max_seq_len, short_seq_prob and the unit size. Every later run with those
+settings reads it as it is; change one and a new directory is prepared beside it (old
+ones stay for the runs that use them; delete them when none does). <root> is
+config.data.prepared_dir, by default <tfds_data_dir>/prelm_prepared.
+
+Each split's documents are cut into units of config.data.prepare_unit_docs documents;
+a unit becomes one shard `<split>-<unit>.array_record` plus `<split>-<unit>.json`
+(its counts), written under a temporary name and renamed, so an interrupted
+preparation resumes with the units it has not finished. Units run in parallel
+(config.data.prepare_workers processes; on many hosts each process prepares units
+i, i + n, ... and process 0 writes the manifest). Memory is bounded by one unit per
+worker, whatever the corpus size. manifest.json is written last: its presence means
+the directory is complete.
+"""
+import concurrent.futures
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import sys
+import time
+
+from array_record.python import array_record_data_source
+from array_record.python import array_record_module
+from tqdm import tqdm
+
+from prelm_jax import errors
+from prelm_jax.data import chunks as chunks_lib
+from prelm_jax.data import corpus_source
+from prelm_jax.data import records
+from prelm_jax.data import tokenizer as tokenizer_lib
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+KEY_FILE = "key.json"
+VOCAB_FILE = "vocab.txt"   # the vocabulary the records were tokenised with
+
+
+def default_root(data_cfg):
+  if data_cfg.get("prepared_dir"):
+    return os.path.expanduser(data_cfg.prepared_dir)
+  data_dir = data_cfg.tfds_data_dir or os.path.join("~", "tensorflow_datasets")
+  return os.path.join(os.path.expanduser(data_dir), "prelm_prepared")
+
+
+def vocab_digest(tokenizer):
+  text = "\n".join(tokenizer.tokens) + f"\nlowercase={tokenizer.lowercase}"
+  return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def cache_key(data_cfg, source_fingerprint, tokenizer):
+  """Everything that shapes the records: equal keys, equal shards."""
+  return {"format": FORMAT_VERSION, "dataset": data_cfg.dataset,
+          "source": source_fingerprint, "vocab": vocab_digest(tokenizer),
+          "max_seq_len": int(data_cfg.max_seq_len),
+          "short_seq_prob": float(data_cfg.short_seq_prob),
+          "unit_docs": int(data_cfg.get("prepare_unit_docs", 2000))}
+
+
+def cache_dir(root, key):
+  slug = re.sub(r"[^A-Za-z0-9._-]+", "_", key["dataset"])
+  digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+  return os.path.join(root, f"{slug}-{digest}")
+
+
+def _shard_name(split, unit):
+  return f"{split}-{unit:05d}"
+
+
+def _write_atomic(path, write):
+  tmp = path + ".tmp"
+  write(tmp)
+  os.replace(tmp, path)
+
+
+def _write_json(path, value):
+  def write(tmp):
+    with open(tmp, "w") as f:
+      json.dump(value, f, indent=1, sort_keys=True)
+  _write_atomic(path, write)
+
+
+# One unit, in whatever process runs it. Module-level and fed plain values so that a
+# spawned worker can run it; each worker keeps its builder and tokenizer.
+_WORKER = {}
+
+
+def _worker_state(source, directory, lowercase):
+  key = (source, directory)
+  if _WORKER.get("key") != key:
+    builder = source.builder()
+    _WORKER.update(key=key, sources=builder.as_data_source(),
+                   tokenizer=tokenizer_lib.load_wordpiece(
+                       os.path.join(directory, VOCAB_FILE), lowercase))
+  return _WORKER["sources"], _WORKER["tokenizer"]
+
+
+def prepare_unit(source, directory, lowercase, chunk_cfg, split, tfds_split, held_out,
+                 unit, lo, hi):
+  """Tokenises and chunks documents lo..hi-1 into one shard; returns its counts."""
+  sources, tokenizer = _worker_state(source, directory, lowercase)
+  texts = source.texts(sources[tfds_split], lo, hi, held_out)
+  documents = chunks_lib.tokenize(tokenizer, texts)
+  chunks = chunks_lib.chunk_documents(documents, _Cfg(chunk_cfg), first_id=lo)
+  name = os.path.join(directory, _shard_name(split, unit))
+
+  def write(tmp):
+    writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
+    for chunk in chunks:
+      writer.write(records.encode(chunk))
+    writer.close()
+  _write_atomic(name + ".array_record", write)
+  counts = {"chunks": len(chunks), "documents": len({c.document for c in chunks}),
+            "tokens": int(sum(c.num_tokens for c in chunks)),
+            "sentences": int(sum(len(d) for d in documents))}
+  _write_json(name + ".json", counts)
+  return counts
+
+
+class _Cfg(dict):
+  """The two config.data values chunking reads, as attributes (picklable)."""
+  __getattr__ = dict.__getitem__
+
+
+def _units(source, builder, unit_docs):
+  """[(split, tfds_split, held_out, unit, lo, hi)] for every unit of both splits."""
+  units = []
+  sizes = {name: s.num_examples for name, s in builder.info.splits.items()}
+  for split, (tfds_split, held_out) in source.plan(builder).items():
+    n = sizes[tfds_split]
+    for unit, lo in enumerate(range(0, n, unit_docs)):
+      units.append((split, tfds_split, held_out, unit, lo, min(n, lo + unit_docs)))
+  return units
+
+
+def prepare(data_cfg, tokenizer, *, workers=None, process_index=0, process_count=1,
+            quiet=False):
+  """Prepares (or finds) the corpus of config.data for this vocabulary.
+
+  Args:
+    data_cfg: config.data.
+    tokenizer: the run's WordPiece.
+    workers: processes for this host's units (default config.data.prepare_workers;
+      1 runs them in this process).
+    process_index, process_count: on many hosts, this process prepares units
+      process_index, process_index + process_count, ...; the caller waits for all
+      hosts (a barrier) before reading the manifest.
+    quiet: no progress bar.
+
+  Returns:
+    The prepared directory (complete when this host's units are done and, with one
+    process, the manifest written).
+  """
+  source = corpus_source.CorpusSource.from_config(data_cfg)
+  builder = source.builder()
+  key = cache_key(data_cfg, source.fingerprint(builder), tokenizer)
+  directory = cache_dir(default_root(data_cfg), key)
+  if os.path.exists(os.path.join(directory, MANIFEST)):
+    return directory
+  os.makedirs(directory, exist_ok=True)
+  _write_json(os.path.join(directory, KEY_FILE), key)
+  if not os.path.exists(os.path.join(directory, VOCAB_FILE)):
+    tokenizer.save(os.path.join(directory, VOCAB_FILE))
+  units = _units(source, builder, key["unit_docs"])
+  mine = [u for i, u in enumerate(units) if i % process_count == process_index]
+  todo = [u for u in mine if not os.path.exists(
+      os.path.join(directory, _shard_name(u[0], u[3]) + ".json"))]
+  chunk_cfg = _Cfg(max_seq_len=key["max_seq_len"], short_seq_prob=key["short_seq_prob"])
+  common = (source, directory, tokenizer.lowercase, chunk_cfg)
+  workers = workers or int(data_cfg.get("prepare_workers", 1)) or 1
+  if todo:
+    start = time.monotonic()
+    if not quiet:
+      print(f"Preparing {data_cfg.dataset} for this vocabulary and max_seq_len "
+            f"{key['max_seq_len']}: {len(todo)} of {len(units)} units to do, "
+            f"{min(workers, len(todo))} worker(s), into {directory}", file=sys.stderr)
+    bar = tqdm(total=len(todo), desc="prepare", unit="unit",
+               disable=quiet or not sys.stderr.isatty(),  # no \r redraws in logs
+               file=sys.stderr)
+    if workers == 1 or len(todo) == 1:
+      for unit in todo:
+        prepare_unit(*common, *unit)
+        bar.update(1)
+    else:
+      context = multiprocessing.get_context("spawn")  # never fork a process with jax
+      with concurrent.futures.ProcessPoolExecutor(min(workers, len(todo)),
+                                                  mp_context=context) as pool:
+        for future in concurrent.futures.as_completed(
+            [pool.submit(prepare_unit, *common, *unit) for unit in todo]):
+          future.result()
+          bar.update(1)
+    bar.close()
+    if not quiet:
+      print(f"Prepared in {time.monotonic() - start:.0f} s", file=sys.stderr)
+  if process_index == 0 and process_count == 1:
+    write_manifest(directory, units)
+  return directory
+
+
+def sample_texts(source, builder, max_bytes):
+  """The train split's first documents (TFDS's order is already a shuffle) up to
+  max_bytes of text (0: all), one block at a time: the vocabulary's sample."""
+  tfds_split, held_out = source.plan(builder)["train"]
+  data_source = builder.as_data_source()[tfds_split]
+  total = 0
+  for lo in range(0, len(data_source), 1000):
+    for text in source.texts(data_source, lo, min(len(data_source), lo + 1000), held_out):
+      if text:
+        yield text
+        total += len(text)
+        if max_bytes and total >= max_bytes:
+          return
+
+
+def trained_vocabulary(data_cfg, quiet=False):
+  """A WordPiece trained on the corpus's sample, cached under the prepared root.
+
+  The cache file is keyed by the source's fingerprint, vocab_size, lowercase and the
+  sample size, so a second run on the same corpus loads it in a blink.
+  """
+  source = corpus_source.CorpusSource.from_config(data_cfg)
+  builder = source.builder()
+  max_bytes = int(data_cfg.get("vocab_sample_bytes", 0))
+  key = json.dumps([FORMAT_VERSION, data_cfg.dataset, source.fingerprint(builder),
+                    int(data_cfg.vocab_size), bool(data_cfg.lowercase), max_bytes])
+  path = os.path.join(default_root(data_cfg), "vocabularies",
+                      hashlib.sha256(key.encode()).hexdigest()[:16] + ".txt")
+  if os.path.exists(path):
+    return tokenizer_lib.load_wordpiece(path, data_cfg.lowercase,
+                                        fix=f"delete {path} to train it again")
+  if not quiet:
+    print(f"Training a {data_cfg.vocab_size}-token WordPiece vocabulary on "
+          f"{data_cfg.dataset} (cached in {path})", file=sys.stderr)
+  wordpiece = tokenizer_lib.train_wordpiece(
+      lambda: sample_texts(source, builder, max_bytes), data_cfg.vocab_size,
+      data_cfg.lowercase)
+  if wordpiece.vocab_size <= data_cfg.vocab_size:  # too small: load_or_train says so
+    wordpiece.save(path)
+  return wordpiece
+
+
+def write_manifest(directory, units):
+  """manifest.json from the units' counts; refuses when a unit is missing."""
+  manifest = {"splits": {}}
+  for split in corpus_source.SPLITS:
+    shards, totals = [], {}
+    for unit in (u for u in units if u[0] == split):
+      name = _shard_name(split, unit[3])
+      counts_path = os.path.join(directory, name + ".json")
+      if not os.path.exists(counts_path):
+        raise errors.DataError(f"{directory}: unit {name} was not prepared; run `prelm "
+                               "prepare` (or the training run) again to finish it")
+      with open(counts_path) as f:
+        counts = json.load(f)
+      if counts["chunks"]:
+        shards.append([name + ".array_record", counts["chunks"]])
+      for k, v in counts.items():
+        totals[k] = totals.get(k, 0) + v
+    manifest["splits"][split] = dict(totals, shards=shards)
+  _write_json(os.path.join(directory, MANIFEST), manifest)
+
+
+def read_manifest(directory):
+  path = os.path.join(directory, MANIFEST)
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise errors.DataError(
+        f"{path}: cannot be read ({e}); delete {directory} to prepare it again") from None
+
+
+class PreparedSplit(chunks_lib.ChunkStore):
+  """One split of a prepared corpus, read by index from its ArrayRecord shards."""
+
+  def __init__(self, directory, split, tokenizer=None):
+    self.directory, self.split = directory, split
+    if tokenizer is not None:
+      with open(os.path.join(directory, KEY_FILE)) as f:
+        if json.load(f)["vocab"] != vocab_digest(tokenizer):
+          raise errors.DataError(
+              f"{directory} was prepared with another vocabulary than this run's; "
+              "prepare the corpus for this vocabulary (`prelm prepare`), or delete it")
+    info = read_manifest(directory)["splits"][split]
+    self.num_documents = info["documents"]
+    self.num_tokens = info["tokens"]
+    paths = [os.path.join(directory, name) for name, _ in info["shards"]]
+    for path in paths:
+      if not os.path.exists(path) or not os.path.getsize(path):
+        raise errors.DataError(
+            f"{path}: missing or empty; delete {directory} to prepare it again")
+    self._counts = [count for _, count in info["shards"]]
+    self._source = array_record_data_source.ArrayRecordDataSource(paths) if paths else []
+    if len(self._source) != sum(self._counts):
+      raise errors.DataError(
+          f"{directory}: the {split} shards hold {len(self._source)} records, the "
+          f"manifest says {sum(self._counts)}; delete {directory} to prepare it again")
+
+  def __len__(self):
+    return len(self._source)
+
+  def __getitem__(self, index):
+    try:
+      return records.decode(self._source[int(index)])
+    except (RuntimeError, ValueError, IndexError) as e:
+      raise errors.DataError(
+          f"{self.directory}: record {index} of the {self.split} shards cannot be read "
+          f"({e}); delete {self.directory} to prepare it again") from None
