@@ -9,12 +9,14 @@ import functools
 
 import flax.linen as nn
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from experiments import base
 from prelm_jax import errors
 from prelm_jax import optim
+from prelm_jax import sharding
 from prelm_jax import state as state_lib
 from prelm_jax import tasks
 from prelm_jax import train
@@ -269,3 +271,38 @@ def test_validation_accepts_packing_and_its_absence():
   del old["packing"], old["max_pairs_per_row"]  # a config saved before the keys
   validation.check_data(old, task_config(False).model)
   assert not tasks.get(task_config(False)).packing
+
+
+def train_losses(config, batch, **mesh_shape):
+  """The logged loss of three train steps on `mesh_shape`, via the very jitted step that
+  train.run uses (state.jit_train_step)."""
+  devices = jax.devices()[:int(np.prod(list(mesh_shape.values())))]
+  mesh = sharding.create_mesh(ml_collections.ConfigDict(mesh_shape), devices=devices)
+  task = tasks.get(config)
+  model = task.build_model(VOCAB)
+  tx, schedule = optim.make_optimizer(config.optim, config.train.num_steps)
+  losses = []
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.config_rules(config, mesh)):
+    _, shardings, init = state_lib.abstract_state_and_shardings(task, model, tx, mesh)
+    state = jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=shardings)(
+        jax.random.PRNGKey(0))
+    step = state_lib.jit_train_step(task, model, tx, schedule, shardings, mesh)
+    for _ in range(3):  # the first at learning rate 0 (warm-up)
+      state, sums = step(state, sharding.global_batch(batch, mesh))
+      losses.append(step_lib.summarize(jax.device_get(sums), task)["loss"])
+  return losses
+
+
+def test_packed_rows_train_alike_on_one_device_and_a_mesh(capfd):
+  """[B, S] inputs shard like any batch, and the per-row attention bias and position
+  lookup partition without XLA replicating anything."""
+  config = task_config(True)
+  config.model.update(num_layers=1, dropout_rate=0.0, attention_dropout_rate=0.0)
+  config.train.batch_size = 4
+  config.optim.update(learning_rate=1e-2, warmup_steps=1)
+  batch = packed_batch(make_pairs(seed=3), ((0, 1, 2), (3, 4), (1, 3), (2, 0, 4)))
+  one = train_losses(config, batch, data=1, fsdp=1, tensor=1)
+  many = train_losses(config, batch, data=2, fsdp=2, tensor=2)
+  assert np.all(np.isfinite(one)) and one[2] != one[0]
+  np.testing.assert_allclose(many, one, rtol=1e-5)
+  assert "Involuntary full rematerialization" not in capfd.readouterr().err

@@ -103,7 +103,11 @@ class Embeddings(nn.Module):
     if position_ids is None:
       x = x + self.position_embeddings(jnp.arange(length))[None]
     else:
-      x = x + self.position_embeddings(position_ids)
+      # As for the word table: gather the (small) table's `embed` shards before a
+      # lookup by batch-dependent ids, which XLA would otherwise fully replicate.
+      positions = nn.with_logical_constraint(self.position_embeddings.embedding,
+                                             (None, None))
+      x = x + jnp.take(positions.astype(self.config.compute_dtype), position_ids, axis=0)
     # A one-hot matmul over the 2-row table, as google-research/bert does: it partitions
     # like any matmul, where a gather from an FSDP-sharded table makes XLA replicate.
     type_table = self.token_type_embeddings.embedding.astype(self.config.compute_dtype)
