@@ -91,6 +91,11 @@ def get_config(arg=None):
   # True: mask whole words (a piece and its "##" pieces) together; mask_prob then
   # counts the tokens those words cover (BERT's --do_whole_word_mask).
   config.data.whole_word_masking = False
+  # True: pack several short sentence pairs into each row of max_seq_len tokens, each
+  # attending only to itself (less padding, more tokens per step; transformer only).
+  # A packed row holds up to max_pairs_per_row pairs, each with its own NSP/SOP label.
+  config.data.packing = False
+  config.data.max_pairs_per_row = 8
   # Fine-tuning inputs (tasks/classify.py, tasks/tagging.py): a file, or a TFDS dataset
   # prepared in tfds_data_dir as tfds:NAME:SPLIT (tfds:glue/sst2:train,
   # tfds:conll2003:dev; never downloaded at run time: data/finetune_tfds.py). Columns

@@ -41,9 +41,10 @@ def nsp_loss(logits, labels, weights):
   """Next-sentence-prediction cross-entropy and accuracy.
 
   Args:
-    logits: [B, 2].
-    labels: int [B], 0 = B follows A, 1 = B is random (BERT's convention).
-    weights: [B], 0 for padding examples (e.g. a short last eval batch).
+    logits: [B, 2] (packed rows: [B, S, 2], one per pair slot).
+    labels: int [B] (or [B, S]), 0 = B follows A, 1 = B is random (BERT's convention).
+    weights: [B] (or [B, S]), 0 for padding examples (e.g. a short last eval batch)
+      and unused pair slots.
 
   Returns:
     dict(loss_sum, correct_sum, weight_sum) of float32 scalars.

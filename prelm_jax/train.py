@@ -279,6 +279,18 @@ class Saver:
               f"step {self._restored_step} is kept as {kept}")
 
 
+def throughput(sums, steps, elapsed, padded_tokens_per_step):
+  """The logged rates of a window of `steps` steps that took `elapsed` seconds.
+
+  tokens_per_sec counts real tokens (the steps' attention_mask sums, `real_tokens` of
+  the train step's sums); padded_tokens_per_sec counts every position of every row
+  (batch_size * max_seq_len a step), padding included.
+  """
+  return {"steps_per_sec": steps / elapsed,
+          "tokens_per_sec": float(sums["real_tokens"]) / elapsed,
+          "padded_tokens_per_sec": steps * padded_tokens_per_step / elapsed}
+
+
 def train_loop(task, state, train_fn, evaluate_now, train_data, mesh, saver, end_step,
                *, writer, watch=None):
   """Steps from state.step to end_step: log every N, evaluate every K, save every M.
@@ -295,7 +307,7 @@ def train_loop(task, state, train_fn, evaluate_now, train_data, mesh, saver, end
   check_nonfinite = lambda done: nonfinite.check(
       tracker, config.train, step=done, workdir=workdir, last_checkpoint=mngr.latest_step())
   start_step = int(jax.device_get(state.step))
-  tokens_per_step = config.train.batch_size * config.data.max_seq_len
+  tokens_per_step = config.train.batch_size * config.data.max_seq_len  # padding too
   batches = (sharding.global_batch(b, mesh) for b in train_data.iterate(start_step))
   if start_step < end_step:
     say("Compiling the train step...")
@@ -316,10 +328,10 @@ def train_loop(task, state, train_fn, evaluate_now, train_data, mesh, saver, end
 
     if done % config.train.log_every == 0 or done == end_step:
       check_nonfinite(done)
-      summary = step_lib.summarize(jax.device_get(sums), task)
+      host_sums = jax.device_get(sums)
+      summary = step_lib.summarize(host_sums, task)
       elapsed = time.perf_counter() - window_start
-      summary["steps_per_sec"] = window_steps / elapsed
-      summary["tokens_per_sec"] = window_steps * tokens_per_step / elapsed
+      summary.update(throughput(host_sums, window_steps, elapsed, tokens_per_step))
       writer.write(done, "train", summary)
       progress.set_postfix(**{k: f"{summary[k]:.3f}" for k in task.progress_metrics})
       sums, window_start, window_steps = None, time.perf_counter(), 0

@@ -100,7 +100,11 @@ def train_step(state, batch, *, task, model, tx, schedule, nonfinite_policy="sto
     # A skipped step's NaN metrics would poison the logged means: leave them out.
     sums = jax.tree.map(lambda v: jnp.where(bad, jnp.zeros_like(v), v), sums)
     skipped = bad.astype(jnp.float32)
-  sums.update(skipped_steps=skipped, **nonfinite.step_flags(loss, grad_norm, params))
+  # Tokens the step computed on, skipped or not: the loop's tokens_per_sec. Summed
+  # here, over the global batch, so the host reads it with the other sums.
+  real_tokens = jnp.sum(batch["attention_mask"], dtype=jnp.float32)
+  sums.update(skipped_steps=skipped, real_tokens=real_tokens,
+              **nonfinite.step_flags(loss, grad_norm, params))
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   return new_state, sums
 

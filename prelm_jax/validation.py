@@ -138,6 +138,7 @@ def check_data(data, model):
   if not isinstance(data.get("whole_word_masking", False), bool):
     _fail(p + "whole_word_masking", data.whole_word_masking, "it must be True or False",
           "pass --config.data.whole_word_masking=True (or False, BERT's default)")
+  _check_packing(data, model)
   _between(data, "mask_prob", 0, 1, prefix=p, low_open=True)
   for key in ("mask_token_prob", "random_token_prob", "nsp_random_prob", "short_seq_prob"):
     _between(data, key, 0, 1, prefix=p)
@@ -147,6 +148,26 @@ def check_data(data, model):
         f"{data.random_token_prob} = {data.mask_token_prob + data.random_token_prob:g} "
         "exceeds 1 (the rest of the selected tokens are kept as they are); lower them "
         "so they sum to <= 1, e.g. BERT's 0.8 and 0.1")
+
+
+def _check_packing(data, model):
+  """config.data.packing: a bool, S >= 1 pair slots, and an encoder that keeps pairs apart."""
+  p = "data."
+  packing = data.get("packing", False)
+  if not isinstance(packing, bool):
+    _fail(p + "packing", packing, "it must be True or False",
+          "pass --config.data.packing=True (several pairs per row) or False")
+  slots = data.get("max_pairs_per_row", 8)
+  if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+    _fail(p + "max_pairs_per_row", slots, "it must be an integer >= 1",
+          "pass e.g. --config.data.max_pairs_per_row=8")
+  if packing and model.encoder != "transformer":
+    # A recurrence runs across the whole row: the pairs of a packed row would leak
+    # into each other.
+    raise errors.ConfigError(
+        f"config.data.packing=True needs the transformer encoder, but "
+        f"config.model.encoder={model.encoder!r} cannot keep the pairs of a row apart; "
+        "pass --config.data.packing=False, or --config.model.encoder=transformer")
 
 
 FORMATS = ("table", "conll", "conllu")

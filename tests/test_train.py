@@ -27,8 +27,11 @@ def test_training_loss_falls_and_outputs_are_written(pydocs_data_dir, tmp_path, 
   logged = read_metrics(tmp_path, "train")
   assert [r["step"] for r in logged] == [10, 20, 30, 40]
   for key in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy",
-              "learning_rate", "grad_norm", "steps_per_sec", "tokens_per_sec"):
+              "learning_rate", "grad_norm", "steps_per_sec", "tokens_per_sec",
+              "padded_tokens_per_sec"):
     assert key in logged[0], key
+  # tokens_per_sec counts real tokens only: short pairs leave padding in every window.
+  assert all(r["tokens_per_sec"] < r["padded_tokens_per_sec"] for r in logged), logged
   assert logged[-1]["mlm_loss"] < logged[0]["mlm_loss"] - 0.5, logged
   evals = read_metrics(tmp_path, "eval")
   assert [r["step"] for r in evals] == [20, 40]

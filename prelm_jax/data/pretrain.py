@@ -92,6 +92,16 @@ def sentence_objective(data_cfg):
   return data_cfg.get("sentence_objective", "nsp")
 
 
+def packing(data_cfg):
+  """config.data.packing; False for configs saved before the key existed."""
+  return bool(data_cfg.get("packing", False))
+
+
+def max_pairs_per_row(data_cfg):
+  """config.data.max_pairs_per_row (S): pair slots of a packed row."""
+  return data_cfg.get("max_pairs_per_row", 8)
+
+
 def batch_spec(data_cfg):
   """{name: (shape without the batch axis, dtype)} of a pre-training batch.
 
@@ -100,6 +110,20 @@ def batch_spec(data_cfg):
   sentence objective's label (nsp: 0 = IsNext, 1 = NotNext; sop: 0 = in order,
   1 = swapped; absent for objective none), and example_weights (0 for padding rows
   of the last eval batch): [].
+
+  With config.data.packing a row holds k <= S sentence pairs, each [CLS] A [SEP] B
+  [SEP], one after another, then padding (S = config.data.max_pairs_per_row):
+    attention_mask [L]: 1 at every real token of any pair.
+    segment_ids int32 [L]: 1..k for the k pairs, 0 at padding.
+    position_ids int32 [L]: 0 at each pair's [CLS], counting up within the pair; 0
+      at padding.
+    mlm_positions, mlm_ids, mlm_weights [P]: as above, positions in row
+      coordinates; P (config.data.max_predictions_per_seq) covers all pairs.
+    cls_positions int32 [S]: each pair's [CLS] position (0 for unused slots).
+    nsp_labels int32 [S]: each pair's label (any value in unused slots).
+    nsp_weights float32 [S]: 1 for a real pair, 0 for unused slots.
+    example_weights []: as above (0 for a padding row: none of its pairs count).
+  Objective none has no cls_positions, nsp_labels or nsp_weights.
   """
   length, preds = (data_cfg.max_seq_len,), (data_cfg.max_predictions_per_seq,)
   spec = {
@@ -109,8 +133,14 @@ def batch_spec(data_cfg):
       "mlm_weights": (preds, np.float32),
       "nsp_labels": ((), np.int32), "example_weights": ((), np.float32),
   }
+  if packing(data_cfg):
+    slots = (max_pairs_per_row(data_cfg),)
+    spec.update(segment_ids=(length, np.int32), position_ids=(length, np.int32),
+                cls_positions=(slots, np.int32), nsp_labels=(slots, np.int32),
+                nsp_weights=(slots, np.float32))
   if sentence_objective(data_cfg) == "none":
-    del spec["nsp_labels"]
+    for key in ("nsp_labels", "cls_positions", "nsp_weights"):
+      spec.pop(key, None)
   return spec
 
 

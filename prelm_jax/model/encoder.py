@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from prelm_jax.model import heads
 from prelm_jax.model import layers
 from prelm_jax.model.config import EncoderConfig
 
@@ -26,7 +27,7 @@ class TransformerLayer(nn.Module):
 
     Args:
       x: [B, L, H].
-      bias: [B, 1, 1, L] additive attention mask.
+      bias: [B, 1, 1, L] additive attention mask ([B, 1, L, L] for packed rows).
       deterministic: disables dropout when True (positional, so that nn.remat
         can mark it static).
 
@@ -81,7 +82,7 @@ class Pooler(nn.Module):
 
   @nn.compact
   def __call__(self, summary):
-    """Args: summary: [B, H]. Returns: [B, H]."""
+    """Args: summary: [B, H] (or [B, S, H]). Returns: the same shape."""
     cfg = self.config
     # (embed, None): the matrix is square, and one axis name may map to a
     # mesh axis only once.
@@ -110,8 +111,8 @@ class BertEncoder(nn.Module):
     self.pooler = Pooler(cfg)
 
   def __call__(self, input_ids, token_type_ids, attention_mask, *,
-               deterministic):
-    """Encodes a batch of (padded) sequences.
+               deterministic, segment_ids=None, position_ids=None, cls_positions=None):
+    """Encodes a batch of (padded) sequences, or of packed rows of several pairs.
 
     Args:
       input_ids: int [B, L]; position 0 holds [CLS].
@@ -119,17 +120,27 @@ class BertEncoder(nn.Module):
       attention_mask: [B, L], 1 at real tokens and 0 at padding.
       deterministic: disables dropout when True; otherwise dropout draws from
         the 'dropout' rng stream.
+      segment_ids: packed rows only: int [B, L], 1..k for the k pairs of a row, 0
+        at padding; attention then stays inside each pair. None: one sequence a row.
+      position_ids: int [B, L], positions restarting at each pair's [CLS]; None:
+        0..L-1.
+      cls_positions: int [B, S], the [CLS] of each pair slot of a row; the pooler
+        then runs at each of them. None: at position 0.
 
     Returns:
-      (sequence_output [B, L, H], pooled [B, H]), both in the compute dtype.
-      sequence_output at padded positions is meaningless.
+      (sequence_output [B, L, H], pooled [B, H], or [B, S, H] with cls_positions),
+      both in the compute dtype. sequence_output at padded positions is meaningless.
 
     Raises:
       ValueError: if L exceeds config.max_position_embeddings.
     """
-    x = self.embeddings(input_ids, token_type_ids, deterministic=deterministic)
+    x = self.embeddings(input_ids, token_type_ids, deterministic=deterministic,
+                        position_ids=position_ids)
     self.sow('intermediates', 'embedding_output', x)
-    bias = layers.attention_bias(attention_mask)
+    if segment_ids is None:
+      bias = layers.attention_bias(attention_mask)
+    else:
+      bias = layers.segment_attention_bias(segment_ids, attention_mask)
     if self.config.scan_layers:
       x, _ = self.layers(x, bias, deterministic)
     else:
@@ -137,7 +148,9 @@ class BertEncoder(nn.Module):
         x = layer(x, bias, deterministic)
     if self.config.pre_ln:
       x = self.final_layer_norm(x)
-    return x, self.pooler(x[:, 0])
+    if cls_positions is None:
+      return x, self.pooler(x[:, 0])
+    return x, self.pooler(heads.gather_positions(x, cls_positions))
 
   def word_table(self):
     """The [vocab, H] word embedding matrix, for a tied MLM output layer."""

@@ -63,7 +63,8 @@ class MlmHead(nn.Module):
 
 
 class NspHead(nn.Module):
-  """Next-sentence prediction: pooled [B, H] -> float32 logits [B, 2]."""
+  """Next-sentence prediction: pooled [B, H] -> float32 logits [B, 2] (packed rows:
+  [B, S, H] -> [B, S, 2], one per pair slot)."""
   config: EncoderConfig
 
   @nn.compact

@@ -74,13 +74,15 @@ class Embeddings(nn.Module):
     self.layer_norm = layer_norm(cfg, 'layer_norm')
     self.dropout = nn.Dropout(cfg.dropout_rate)
 
-  def __call__(self, input_ids, token_type_ids, *, deterministic):
+  def __call__(self, input_ids, token_type_ids, *, deterministic, position_ids=None):
     """Embeds token ids.
 
     Args:
       input_ids: int [B, L].
       token_type_ids: int [B, L], 0 for segment A and 1 for segment B.
       deterministic: disables dropout when True.
+      position_ids: int [B, L], each token's position in its own sequence (a packed
+        row restarts at 0 at every pair); None: 0..L-1.
 
     Returns:
       [B, L, H] in the compute dtype.
@@ -98,7 +100,14 @@ class Embeddings(nn.Module):
     # left to itself, XLA's gather partitioner replicates the whole table instead.
     table = nn.with_logical_constraint(self.word_table, ('vocab', None))
     x = jnp.take(table, input_ids, axis=0).astype(self.config.compute_dtype)
-    x = x + self.position_embeddings(jnp.arange(length))[None]
+    if position_ids is None:
+      x = x + self.position_embeddings(jnp.arange(length))[None]
+    else:
+      # As for the word table: gather the (small) table's `embed` shards before a
+      # lookup by batch-dependent ids, which XLA would otherwise fully replicate.
+      positions = nn.with_logical_constraint(self.position_embeddings.embedding,
+                                             (None, None))
+      x = x + jnp.take(positions.astype(self.config.compute_dtype), position_ids, axis=0)
     # A one-hot matmul over the 2-row table, as google-research/bert does: it partitions
     # like any matmul, where a gather from an FSDP-sharded table makes XLA replicate.
     type_table = self.token_type_embeddings.embedding.astype(self.config.compute_dtype)
@@ -118,6 +127,25 @@ class Embeddings(nn.Module):
 def attention_bias(attention_mask, dtype=jnp.float32):
   """Turns a [B, L] 1/0 key mask into an additive [B, 1, 1, L] bias."""
   mask = attention_mask[:, None, None, :].astype(bool)
+  return jnp.where(mask, 0.0, MASK_VALUE).astype(dtype)
+
+
+def segment_attention_bias(segment_ids, attention_mask, dtype=jnp.float32):
+  """The block-diagonal additive [B, 1, L, L] bias of packed rows.
+
+  Query i may attend key j only if both belong to the same pair (segment_ids equal)
+  and j is a real token (segment id > 0, attention_mask 1): each pair then sees
+  exactly what it would see alone in a row of its own (pairs are contiguous, so
+  ALiBi's |i - j| inside a pair is the same as in the pair's own row).
+
+  Args:
+    segment_ids: int [B, L], 1..k for the k pairs of a row, 0 at padding.
+    attention_mask: [B, L], 1 at real tokens.
+    dtype: of the bias.
+  """
+  real_key = (segment_ids > 0) & attention_mask.astype(bool)
+  same = segment_ids[:, :, None] == segment_ids[:, None, :]
+  mask = (same & real_key[:, None, :])[:, None]
   return jnp.where(mask, 0.0, MASK_VALUE).astype(dtype)
 
 
@@ -177,7 +205,8 @@ class SelfAttention(nn.Module):
 
     Args:
       x: [B, L, H] in the compute dtype.
-      bias: additive float32 [B, 1, 1, L] mask from attention_bias().
+      bias: additive float32 [B, 1, 1, L] mask from attention_bias(), or [B, 1, L, L]
+        from segment_attention_bias() for packed rows.
       deterministic: disables dropout on the attention probabilities.
 
     Returns:

@@ -38,13 +38,25 @@ class BertForPreTraining(nn.Module):
       self.nsp_head = heads.NspHead(self.config)
 
   def encode(self, input_ids, token_type_ids, attention_mask, *,
-             deterministic=True):
-    """Returns the encoder's (sequence_output [B, L, H], pooled [B, H])."""
+             deterministic=True, segment_ids=None, position_ids=None,
+             cls_positions=None):
+    """Returns the encoder's (sequence_output [B, L, H], pooled [B, H] or [B, S, H]).
+
+    segment_ids, position_ids, cls_positions: packed rows only (BertEncoder.__call__).
+    """
+    packed = dict(segment_ids=segment_ids, position_ids=position_ids,
+                  cls_positions=cls_positions)
+    packed = {k: v for k, v in packed.items() if v is not None}
+    if packed and self.config.encoder != 'transformer':
+      # A recurrence runs across the whole row: it cannot keep the pairs apart.
+      raise ValueError(f'The {self.config.encoder} encoder cannot read packed rows '
+                       '(config.data.packing); use the transformer encoder.')
     return self.encoder(input_ids, token_type_ids, attention_mask,
-                        deterministic=deterministic)
+                        deterministic=deterministic, **packed)
 
   def __call__(self, input_ids, token_type_ids, attention_mask, mlm_positions=None,
-               *, deterministic=True):
+               segment_ids=None, position_ids=None, cls_positions=None, *,
+               deterministic=True):
     """Runs the encoder and both heads.
 
     Args:
@@ -53,15 +65,23 @@ class BertForPreTraining(nn.Module):
       attention_mask: [B, L], 1 at real tokens, 0 at (trailing) padding.
       mlm_positions: int [B, P], positions whose tokens are predicted; None: all
         L positions.
+      segment_ids: packed rows (config.data.packing) only: int [B, L], 1..k for the
+        k sentence pairs of a row, 0 at padding; attention stays inside each pair.
+      position_ids: packed rows only: int [B, L], restarting at 0 at each pair.
+      cls_positions: packed rows only: int [B, S], each pair slot's [CLS] position;
+        the sentence head scores each slot.
       deterministic: disables dropout when True; training passes False and a
         'dropout' rng.
 
     Returns:
-      (mlm_logits float32 [B, P, V], nsp_logits float32 [B, 2]); nsp_logits is
-      None without a sentence head.
+      (mlm_logits float32 [B, P, V], nsp_logits float32 [B, 2], or [B, S, 2] with
+      cls_positions); nsp_logits is None without a sentence head. The params are
+      the same with and without packing.
     """
     sequence_output, pooled = self.encode(
-        input_ids, token_type_ids, attention_mask, deterministic=deterministic)
+        input_ids, token_type_ids, attention_mask, deterministic=deterministic,
+        segment_ids=segment_ids, position_ids=position_ids,
+        cls_positions=cls_positions)
     mlm_logits = self.mlm_head(sequence_output, mlm_positions,
                                self.encoder.word_table())
     return mlm_logits, self.nsp_head(pooled) if self.sentence_head else None

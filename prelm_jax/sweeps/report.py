@@ -64,6 +64,7 @@ def row_of(root, name, records):
   row["train_seconds"] = round(seconds, 1) if seconds else None
   losses = [r["loss"] for r in train if _number(r.get("loss"))]
   row["final_train_loss"] = losses[-1] if losses else None
+  # Real tokens (padding not counted); padded_tokens_per_sec counts every position.
   rates = [r["tokens_per_sec"] for r in train if r.get("tokens_per_sec")]
   row["tokens_per_sec"] = round(sum(rates) / len(rates)) if rates else None
   for metric in metric_names(evals):

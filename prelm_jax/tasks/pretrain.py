@@ -6,6 +6,10 @@ the loss is the MLM mean plus the sentence objective's mean. config.data.
 sentence_objective picks that objective: nsp (BERT), sop (ALBERT's sentence order;
 metrics sop_loss, sop_accuracy, so reports never mix the two) or none (MLM only: no
 sentence head, loss, or metrics).
+
+config.data.packing puts several pairs in one row (batch_spec in data/pretrain.py):
+attention stays inside each pair, and the sentence head scores each pair slot, so
+the losses are those of the same pairs unpacked (the sentence mean is over pairs).
 """
 import jax.numpy as jnp
 
@@ -37,13 +41,32 @@ class PretrainTask(base.Task):
   def batch_spec(self):
     return pretrain.batch_spec(self.config.data)
 
+  @property
+  def packing(self):
+    """config.data.packing: several sentence pairs per row."""
+    return pretrain.packing(self.config.data)
+
   def model_inputs(self, batch):
-    return (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-            batch["mlm_positions"])
+    inputs = (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+              batch["mlm_positions"])
+    if not self.packing:
+      return inputs
+    return inputs + (batch["segment_ids"], batch["position_ids"],
+                     batch.get("cls_positions"))  # None for objective none
+
+  def pair_weights(self, batch):
+    """The weight of each sentence pair: [B] one a row, or [B, S] packed (objective
+    none: [B], unused)."""
+    rows = batch["example_weights"].astype(jnp.float32)
+    if not self.packing or self.sentence_objective == "none":
+      return rows
+    # A padding row (example_weights 0) counts none of its pairs.
+    return batch["nsp_weights"].astype(jnp.float32) * rows[:, None]
 
   def denominators(self, batch):
+    """(masked positions, sentence pairs) of the batch."""
     return (jnp.sum(batch["mlm_weights"].astype(jnp.float32)),
-            jnp.sum(batch["example_weights"].astype(jnp.float32)))
+            jnp.sum(self.pair_weights(batch)))
 
   def loss_and_sums(self, model, params, batch, *, deterministic, rngs=None,
                     denominators=None):
@@ -55,7 +78,7 @@ class PretrainTask(base.Task):
       batch: a dict of arrays (batch_spec).
       deterministic: disables dropout when True.
       rngs: flax rngs ({"dropout": key}) when not deterministic.
-      denominators: (masked positions, examples) of the WHOLE step's batch; a
+      denominators: (masked positions, sentence pairs) of the WHOLE step's batch; a
         micro-batch divides its sums by these so that the micro-batches' losses (and
         grads) add up to the big batch's mean. None: this batch's own weight sums.
     """
@@ -68,7 +91,7 @@ class PretrainTask(base.Task):
     sums = {f"mlm_{k}": v for k, v in mlm.items()}
     objective = self.sentence_objective
     if objective != "none":
-      pair = losses.nsp_loss(nsp_logits, batch["nsp_labels"], batch["example_weights"])
+      pair = losses.nsp_loss(nsp_logits, batch["nsp_labels"], self.pair_weights(batch))
       pair_den = pair["weight_sum"] if pair_den is None else pair_den
       loss = loss + pair["loss_sum"] / jnp.maximum(pair_den, 1.0)
       sums.update({f"{objective}_{k}": v for k, v in pair.items()})
@@ -148,7 +171,10 @@ class PretrainTask(base.Task):
     wi = 2 if m.get("mlp_activation", "gelu") == "geglu" else 1  # GeGLU: gate + value
     layer_matmul = 4 * h * h + (wi + 1) * h * m.mlp_dim  # q, k, v, out; wi, wo
     pair_head = 0 if self.sentence_objective == "none" else 2 * h
+    # Packed rows pool and score every pair slot (objective none pools nothing).
+    slots = (pretrain.max_pairs_per_row(d)
+             if self.packing and self.sentence_objective != "none" else 1)
     forward = (tokens * layers * (2 * layer_matmul + 4 * length * h)
                + rows * preds * 2 * (h * h + vocab * h)
-               + rows * 2 * (h * h + pair_head))  # pooler, NSP/SOP
+               + rows * slots * 2 * (h * h + pair_head))  # pooler, NSP/SOP
     return 6 * num_params * tokens, 3 * forward
