@@ -68,6 +68,10 @@ class ChunkStore:
   def __getitem__(self, index):
     raise NotImplementedError
 
+  def token_counts(self):
+    """int64 [n]: each chunk's number of tokens (packing plans rows by them)."""
+    return np.asarray([self[i].num_tokens for i in range(len(self))], np.int64)
+
   def other_document(self, index, rng):
     """The sentences of a chunk of another document than chunk `index`'s.
 

@@ -27,6 +27,7 @@ import re
 import sys
 import time
 
+import numpy as np
 from array_record.python import array_record_data_source
 from array_record.python import array_record_module
 from tqdm import tqdm
@@ -37,10 +38,11 @@ from prelm_jax.data import corpus_source
 from prelm_jax.data import records
 from prelm_jax.data import tokenizer as tokenizer_lib
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 KEY_FILE = "key.json"
-VOCAB_FILE = "vocab.txt"   # the vocabulary the records were tokenised with
+VOCAB_FILE = "vocab.txt"
+LENGTHS_SUFFIX = ".tokens.npy"  # each record's token count, beside its shard   # the vocabulary the records were tokenised with
 
 
 def default_root(data_cfg):
@@ -117,6 +119,11 @@ def prepare_unit(source, directory, lowercase, chunk_cfg, split, tfds_split, hel
       writer.write(records.encode(chunk))
     writer.close()
   _write_atomic(name + ".array_record", write)
+
+  def write_lengths(tmp):
+    with open(tmp, "wb") as f:
+      np.save(f, np.asarray([c.num_tokens for c in chunks], np.int32))
+  _write_atomic(name + LENGTHS_SUFFIX, write_lengths)
   counts = {"chunks": len(chunks), "documents": len({c.document for c in chunks}),
             "tokens": int(sum(c.num_tokens for c in chunks)),
             "sentences": int(sum(len(d) for d in documents))}
@@ -296,6 +303,7 @@ class PreparedSplit(chunks_lib.ChunkStore):
       if not os.path.exists(path) or not os.path.getsize(path):
         raise errors.DataError(
             f"{path}: missing or empty; delete {directory} to prepare it again")
+    self._paths = paths
     self._counts = [count for _, count in info["shards"]]
     self._source = array_record_data_source.ArrayRecordDataSource(paths) if paths else []
     if len(self._source) != sum(self._counts):
@@ -305,6 +313,11 @@ class PreparedSplit(chunks_lib.ChunkStore):
 
   def __len__(self):
     return len(self._source)
+
+  def token_counts(self):
+    counts = [np.load(path.removesuffix(".array_record") + LENGTHS_SUFFIX)
+              for path in self._paths]
+    return np.concatenate(counts).astype(np.int64) if counts else np.zeros(0, np.int64)
 
   def __getitem__(self, index):
     try:

@@ -12,10 +12,11 @@ import numpy as np
 from prelm_jax import errors
 from prelm_jax.data import chunks as chunks_lib
 from prelm_jax.data import masking
+from prelm_jax.data import packing as packing_lib
 
 # Tags that keep the random streams apart (SeedSequence pads short keys with zeros,
 # so streams differ by tag, not by key length); 2 is data/chunks.py's.
-_TRAIN_EXAMPLE, _EVAL_EXAMPLE, _EPOCH_ORDER = 0, 1, 3
+_TRAIN_EXAMPLE, _EVAL_EXAMPLE, _EPOCH_ORDER, _TRAIN_PACKED = 0, 1, 3, 4
 _MIN_SEQ_LEN = 5  # [CLS] a [SEP] b [SEP]: one token each for A and B
 
 
@@ -58,24 +59,33 @@ class _Examples:
     return {k: np.zeros((rows,) + shape, dtype)
             for k, (shape, dtype) in batch_spec(self.cfg).items()}
 
+  def pair(self, chunk, chunk_index, rng):
+    """(A, B, label) of a chunk, before truncation (masking.create_pair)."""
+    return masking.create_pair(
+        chunk.sentences, chunk.target_length, rng,
+        random_sentences=lambda r: self.chunks.other_document(chunk_index, r),
+        nsp_random_prob=self.cfg.nsp_random_prob, objective=self.objective)
+
+  def mask(self, ids, special, rng, max_predictions):
+    """masking.mask_tokens with the config's rates and this vocabulary."""
+    cfg, tok = self.cfg, self.tok
+    return masking.mask_tokens(
+        ids, special, rng, mask_prob=cfg.mask_prob,
+        mask_token_prob=cfg.mask_token_prob, random_token_prob=cfg.random_token_prob,
+        max_predictions=max_predictions, mask_id=tok.mask_id,
+        replacement_ids=tok.replacement_ids,
+        continuation=tok.is_continuation[ids] if self.whole_words else None)
+
   def write(self, out, row, chunk_index, rng):
     """Builds the example of chunk `chunk_index` with `rng` into row `row` of `out`."""
     cfg, tok = self.cfg, self.tok
-    chunk = self.chunks[chunk_index]
-    a, b, label = masking.create_pair(
-        chunk.sentences, chunk.target_length, rng,
-        random_sentences=lambda r: self.chunks.other_document(chunk_index, r),
-        nsp_random_prob=cfg.nsp_random_prob, objective=self.objective)
+    a, b, label = self.pair(self.chunks[chunk_index], chunk_index, rng)
     a, b = masking.truncate_seq_pair(a, b, cfg.max_seq_len - 3, rng)
     ids, types, attention, special = masking.pack_pair(
         a, b, max_seq_len=cfg.max_seq_len, cls_id=tok.cls_id, sep_id=tok.sep_id,
         pad_id=tok.pad_id)
-    ids, positions, labels, weights = masking.mask_tokens(
-        ids, special, rng, mask_prob=cfg.mask_prob,
-        mask_token_prob=cfg.mask_token_prob, random_token_prob=cfg.random_token_prob,
-        max_predictions=cfg.max_predictions_per_seq, mask_id=tok.mask_id,
-        replacement_ids=tok.replacement_ids,
-        continuation=tok.is_continuation[ids] if self.whole_words else None)
+    ids, positions, labels, weights = self.mask(ids, special, rng,
+                                                cfg.max_predictions_per_seq)
     out["input_ids"][row] = ids
     out["token_type_ids"][row] = types
     out["attention_mask"][row] = attention
@@ -118,7 +128,8 @@ def batch_spec(data_cfg):
     position_ids int32 [L]: 0 at each pair's [CLS], counting up within the pair; 0
       at padding.
     mlm_positions, mlm_ids, mlm_weights [P]: as above, positions in row
-      coordinates; P (config.data.max_predictions_per_seq) covers all pairs.
+      coordinates; P = max_predictions_per_seq + S (data/packing.py) covers all
+      pairs, each predicting up to max_predictions_per_seq.
     cls_positions int32 [S]: each pair's [CLS] position (0 for unused slots).
     nsp_labels int32 [S]: each pair's label (any value in unused slots).
     nsp_weights float32 [S]: 1 for a real pair, 0 for unused slots.
@@ -126,6 +137,8 @@ def batch_spec(data_cfg):
   Objective none has no cls_positions, nsp_labels or nsp_weights.
   """
   length, preds = (data_cfg.max_seq_len,), (data_cfg.max_predictions_per_seq,)
+  if packing(data_cfg):
+    preds = (packing_lib.predictions_per_row(data_cfg),)
   spec = {
       "input_ids": (length, np.int32), "token_type_ids": (length, np.int32),
       "attention_mask": (length, np.int32),
@@ -264,15 +277,91 @@ def eval_batches(data_cfg, tokenizer, source, *, batch_size, seed, process_index
   lo, hi = local_rows(batch_size, process_index, process_count)
   examples = _Examples(data_cfg, tokenizer, source, what="validation")
   num = len(examples.chunks)
+  rng_of = lambda index: np.random.default_rng([seed, _EVAL_EXAMPLE, index])
+  if packing(data_cfg):  # rows of consecutive chunks, each chunk in one row
+    starts = packing_lib.plan_rows(packing_lib.planned_lengths(
+        examples.chunks.token_counts(), data_cfg.max_seq_len), data_cfg.max_seq_len,
+                                   max_pairs_per_row(data_cfg))
+    rows = [range(a, b) for a, b in zip(starts[:-1], starts[1:])]
+    write = lambda out, i, chunks: packing_lib.write_row(
+        examples, out, i, chunks, [rng_of(c) for c in chunks])
+  else:
+    rows = [range(index, index + 1) for index in range(num)]
+    write = lambda out, i, chunks: examples.write(out, i, chunks[0], rng_of(chunks[0]))
   batches = []
-  for start in range(0, num, batch_size):
+  for start in range(0, len(rows), batch_size):
     out = examples.allocate(hi - lo)
     for i, g in enumerate(range(start + lo, start + hi)):
-      real = g < num
-      index = g if real else 0
-      examples.write(out, i, index, np.random.default_rng([seed, _EVAL_EXAMPLE, index]))
-      if not real:
-        out["example_weights"][i] = 0.0
-        out["mlm_weights"][i] = 0.0
+      real = g < len(rows)
+      write(out, i, rows[g if real else 0])
+      if not real:  # padding: real tokens, so no row is fully masked, but no weight
+        for key in out:
+          if key.endswith("weights"):
+            out[key][i] = 0.0
     batches.append(out)
   return batches
+
+
+class PackedPretrainData(PretrainData):
+  """Packed training rows (data/packing.py), random access by step.
+
+  Global row g is row g - first_row(e) of epoch e's plan over that epoch's chunk
+  permutation (the unpacked one); its pair at epoch position i draws from
+  default_rng([seed, 4, epoch, i]).
+  """
+
+  def __init__(self, data_cfg, tokenizer, source, **kwargs):
+    super().__init__(data_cfg, tokenizer, source, **kwargs)
+    self._cfg = data_cfg
+    self._lengths = packing_lib.planned_lengths(self._examples.chunks.token_counts(),
+                                                data_cfg.max_seq_len)
+    self._first_rows = [0]   # first global row of each epoch planned so far
+    self._plans = {}
+
+  def _plan(self, epoch):
+    """(chunk order, row starts) of an epoch (cached: a batch spans at most two)."""
+    plan = self._plans.get(epoch)
+    if plan is None:
+      order = self._order(epoch)
+      plan = order, packing_lib.plan_rows(self._lengths[order], self._cfg.max_seq_len,
+                                          max_pairs_per_row(self._cfg))
+      if len(self._plans) >= 2:
+        self._plans.clear()
+      self._plans[epoch] = plan
+    return plan
+
+  def _locate(self, g):
+    """(epoch, row within it) of global row g; plans the epochs before it once."""
+    while self._first_rows[-1] <= g:
+      epoch = len(self._first_rows) - 1
+      self._first_rows.append(self._first_rows[-1] + len(self._plan(epoch)[1]) - 1)
+    epoch = int(np.searchsorted(self._first_rows, g, side="right")) - 1
+    return epoch, g - self._first_rows[epoch]
+
+  def rows(self, step):
+    """[(epoch, first epoch position, chunk indices)] of this process's rows."""
+    lo, hi = self._rows
+    out = []
+    for g in range(step * self.batch_size + lo, step * self.batch_size + hi):
+      epoch, r = self._locate(g)
+      order, starts = self._plan(epoch)
+      out.append((epoch, int(starts[r]), order[starts[r]:starts[r + 1]]))
+    return out
+
+  def chunk_indices(self, step):
+    return np.concatenate([chunks for _, _, chunks in self.rows(step)])
+
+  def batch(self, step):
+    lo, hi = self._rows
+    out = self._examples.allocate(hi - lo)
+    for i, (epoch, first, chunks) in enumerate(self.rows(step)):
+      rngs = [np.random.default_rng([self.seed, _TRAIN_PACKED, epoch, first + j])
+              for j in range(len(chunks))]
+      packing_lib.write_row(self._examples, out, i, chunks, rngs)
+    return out
+
+
+def training_data(data_cfg, tokenizer, source, **kwargs):
+  """PackedPretrainData with config.data.packing, else PretrainData."""
+  cls = PackedPretrainData if packing(data_cfg) else PretrainData
+  return cls(data_cfg, tokenizer, source, **kwargs)

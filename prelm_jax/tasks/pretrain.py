@@ -128,7 +128,7 @@ class PretrainTask(base.Task):
     splits = {split: prepare.PreparedSplit(directory, split, prepared.tokenizer)
               for split in ("train", "validation")}
     process = dict(process_index=process_index, process_count=process_count)
-    train = pretrain.PretrainData(config.data, prepared.tokenizer, splits["train"],
+    train = pretrain.training_data(config.data, prepared.tokenizer, splits["train"],
                                   batch_size=config.train.batch_size, seed=config.seed,
                                   **process)
     eval_batches = pretrain.eval_batches(
