@@ -66,6 +66,9 @@ def get_config(arg=None):
   # Bytes that are not UTF-8: "error" stops, naming the file and byte offset;
   # "replace" reads each bad sequence as U+FFFD and logs how many there were.
   config.data.bad_utf8 = "error"
+  # Several datasets, each example drawn from one by weight (data/mixture.py), e.g.
+  # "wikipedia/20230601.en:0.8,bookcorpus:0.2"; "" -> config.data.dataset alone.
+  config.data.mixture = ""
   # A catalogue dataset's text feature (wikipedia, c4, bookcorpus: "text").
   config.data.text_field = "text"
   # Prepared corpora (data/prepare.py): "" -> <tfds_data_dir>/prelm_prepared. Reused

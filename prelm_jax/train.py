@@ -318,8 +318,12 @@ def train_loop(task, state, train_fn, evaluate_now, train_data, mesh, saver, end
   sums, window_start, window_steps = None, time.perf_counter(), 0
   progress = progress_lib.Progress(config.train.num_steps, start_step,
                                    enabled=jax.process_index() == 0)
+  input_wait = 0.0  # seconds the loop waited for its next batch in this window
   for step in range(start_step, end_step):
-    state, step_sums = train_fn(state, next(batches))
+    wait_start = time.perf_counter()
+    batch = next(batches)
+    input_wait += time.perf_counter() - wait_start
+    state, step_sums = train_fn(state, batch)
     # Summed on device; the host waits for values only when it logs.
     sums = step_sums if sums is None else jax.tree.map(jnp.add, sums, step_sums)
     window_steps += 1
@@ -332,9 +336,11 @@ def train_loop(task, state, train_fn, evaluate_now, train_data, mesh, saver, end
       summary = step_lib.summarize(host_sums, task)
       elapsed = time.perf_counter() - window_start
       summary.update(throughput(host_sums, window_steps, elapsed, tokens_per_step))
+      # > 0.05 means the input pipeline, not the step, sets the pace.
+      summary["input_wait_fraction"] = input_wait / elapsed
       writer.write(done, "train", summary)
       progress.set_postfix(**{k: f"{summary[k]:.3f}" for k in task.progress_metrics})
-      sums, window_start, window_steps = None, time.perf_counter(), 0
+      sums, window_start, window_steps, input_wait = None, time.perf_counter(), 0, 0.0
     progress.update(1)
     if done % config.train.eval_every == 0 and done != config.train.num_steps:
       evaluate_now(state)

@@ -14,6 +14,7 @@ from prelm_jax import nonfinite
 from prelm_jax import sharding
 from prelm_jax.data import finetune_sources
 from prelm_jax.data import masking
+from prelm_jax.data import mixture
 from prelm_jax.data import finetune_tables
 from prelm_jax.data import plain_text
 from prelm_jax.data import text_sources
@@ -102,11 +103,15 @@ def _check_text_files(data):
     _fail(p + "bad_utf8", data.bad_utf8,
           f"it must be one of {', '.join(text_sources.BAD_UTF8_POLICIES)}",
           "use --config.data.bad_utf8=error (stop at the first bad byte) or replace")
-  if data.dataset != "text_files":
+  datasets = {cfg.dataset for cfg, _ in mixture.sources(data)}
+  if "text_files" not in datasets:
     if data.paths:
       # Otherwise the run would quietly train on another corpus than the files named.
-      _fail(p + "paths", data.paths, f"config.data.dataset={data.dataset!r} reads no files",
-            "add --config.data.dataset=text_files, or drop --config.data.paths")
+      what = (f"config.data.mixture={data.mixture!r}" if data.get("mixture") else
+              f"config.data.dataset={data.dataset!r}")
+      _fail(p + "paths", data.paths, f"{what} reads no files",
+            "add --config.data.dataset=text_files (or text_files to the mixture), or "
+            "drop --config.data.paths")
     return
   if not data.paths.strip():
     _fail(p + "paths", data.paths, "dataset text_files needs your files",
@@ -139,6 +144,7 @@ def check_data(data, model):
     _fail(p + "whole_word_masking", data.whole_word_masking, "it must be True or False",
           "pass --config.data.whole_word_masking=True (or False, BERT's default)")
   _check_packing(data, model)
+  _check_preparation(data)
   _between(data, "mask_prob", 0, 1, prefix=p, low_open=True)
   for key in ("mask_token_prob", "random_token_prob", "nsp_random_prob", "short_seq_prob"):
     _between(data, key, 0, 1, prefix=p)
@@ -168,6 +174,21 @@ def _check_packing(data, model):
         f"config.data.packing=True needs the transformer encoder, but "
         f"config.model.encoder={model.encoder!r} cannot keep the pairs of a row apart; "
         "pass --config.data.packing=False, or --config.model.encoder=transformer")
+
+
+def _check_preparation(data):
+  """The preparation stage's settings and the mixture (data/prepare.py, mixture.py)."""
+  p = "data."
+  _at_least(data, "prepare_workers", 1, prefix=p)
+  _at_least(data, "prepare_unit_docs", 1, prefix=p)
+  _at_least(data, "vocab_sample_bytes", 0, prefix=p,
+            fix="0 trains on the whole train split; e.g. 200_000_000 on a sample")
+  sources = mixture.sources(data)  # a malformed mixture or a weight <= 0: one line
+  if len(sources) > 1 and data.get("packing", False):
+    raise errors.ConfigError(
+        f"config.data.mixture={data.mixture!r} with config.data.packing=True is not "
+        "supported yet (rows are planned within one corpus); pass "
+        "--config.data.packing=False, or train on one dataset")
 
 
 FORMATS = ("table", "conll", "conllu")

@@ -7,6 +7,8 @@ import pathlib
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
+from etils import epath
 
 from experiments import base
 from prelm_jax import errors
@@ -162,3 +164,49 @@ def test_broken_shards_and_another_vocabulary_are_one_line_errors(corpus, tmp_pa
     prepare.PreparedSplit(broken, "train", tokenizer)
   # The good corpus is untouched by any of this.
   assert len(prepare.PreparedSplit(directory, "train", tokenizer))
+
+
+class FakeEncyclopedia(tfds.core.GeneratorBasedBuilder):
+  """A stand-in for a catalogue dataset (wikipedia's features: title, text; one train
+  split, paragraphs separated by blank lines): nothing can be downloaded here."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  code_path = epath.Path(__file__)  # as pydocs: tfds's own lookup fails on Python >= 3.9
+  # Where the catalogue's builders live: prelm then treats it as one (never prepares it).
+  __module__ = "tensorflow_datasets.text.fake_encyclopedia"
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
+        {"title": tfds.features.Text(), "text": tfds.features.Text()}))
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples()}
+
+  def _generate_examples(self):
+    for i in range(200):
+      paragraphs = [" ".join(f"Article {i} says thing {j} about subject {k}." for k in range(3))
+                    for j in range(3)]
+      yield i, {"title": f"Article {i}", "text": "\n\n".join(paragraphs)}
+
+
+def test_catalogue_dataset_by_name_with_its_text_field(tmp_path):
+  data_dir = str(tmp_path / "tfds")
+  data = data_config(tmp_path, "", dataset="fake_encyclopedia", tfds_data_dir=data_dir,
+                     prepare_unit_docs=50)
+  with pytest.raises(errors.DataError, match="is not prepared in .*tfds build"):
+    prepare.trained_vocabulary(data, quiet=True)
+  tfds.builder("fake_encyclopedia", data_dir=data_dir,
+               file_format="array_record").download_and_prepare()
+  tokenizer = prepare.trained_vocabulary(data, quiet=True)
+  directory = prepare.prepare(data, tokenizer, quiet=True)
+  splits = prepare.read_manifest(directory)["splits"]
+  # No validation split: ~2% held out by text hash, never both.
+  assert splits["train"]["documents"] + splits["validation"]["documents"] == 200
+  assert 0 < splits["validation"]["documents"] < 20
+  chunk = prepare.PreparedSplit(directory, "train", tokenizer)[0]
+  assert len(chunk.sentences) >= 2  # paragraphs were cut into sentences
+  assert tokenizer.decode(chunk.sentences[0]).startswith("article")
+  wrong = data.copy_and_resolve_references()
+  wrong.text_field = "body"
+  with pytest.raises(errors.DataError, match="no feature 'body'.*text_field"):
+    prepare.trained_vocabulary(wrong, quiet=True)

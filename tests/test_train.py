@@ -28,8 +28,9 @@ def test_training_loss_falls_and_outputs_are_written(pydocs_data_dir, tmp_path, 
   assert [r["step"] for r in logged] == [10, 20, 30, 40]
   for key in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy",
               "learning_rate", "grad_norm", "steps_per_sec", "tokens_per_sec",
-              "padded_tokens_per_sec"):
+              "padded_tokens_per_sec", "input_wait_fraction"):
     assert key in logged[0], key
+  assert all(0.0 <= r["input_wait_fraction"] < 1.0 for r in logged), logged
   # tokens_per_sec counts real tokens only: short pairs leave padding in every window.
   assert all(r["tokens_per_sec"] < r["padded_tokens_per_sec"] for r in logged), logged
   assert logged[-1]["mlm_loss"] < logged[0]["mlm_loss"] - 0.5, logged

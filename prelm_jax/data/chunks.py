@@ -104,3 +104,26 @@ class InMemoryChunks(ChunkStore):
 
   def __getitem__(self, index):
     return self._chunks[index]
+
+
+class ConcatenatedChunks(ChunkStore):
+  """Several stores as one (a mixture's validation sets); their documents stay apart."""
+
+  _SOURCE_SHIFT = 40  # document ids of store s are offset by s << 40
+
+  def __init__(self, stores):
+    self._stores = list(stores)
+    self._ends = np.cumsum([len(s) for s in self._stores])
+    self.num_documents = sum(s.num_documents for s in self._stores)
+
+  def __len__(self):
+    return int(self._ends[-1]) if len(self._ends) else 0
+
+  def __getitem__(self, index):
+    s = int(np.searchsorted(self._ends, index, side="right"))
+    chunk = self._stores[s][int(index) - (int(self._ends[s - 1]) if s else 0)]
+    return records.Chunk((s << self._SOURCE_SHIFT) + chunk.document, chunk.sentences,
+                         chunk.target_length)
+
+  def token_counts(self):
+    return np.concatenate([s.token_counts() for s in self._stores])

@@ -34,15 +34,18 @@ def builder_kwargs(data_config):
                                    data_config.bad_utf8)
 
 
-def prepared_builder(name, data_dir=None, *, prepare=True, **builder_args):
+def is_catalogue(builder):
+  """A dataset of the TFDS catalogue (preparing it downloads), not one defined here or
+  by the user (pydocs, text_files, a test's builder: prepared on first use)."""
+  return type(builder).__module__.startswith("tensorflow_datasets.")
+
+
+def prepared_builder(name, data_dir=None, **builder_args):
   """The TFDS builder of `name`, prepared: ours on first use, the catalogue's already.
 
   Args:
     name: a registered TFDS builder name, e.g. "pydocs" or "wikipedia/20230601.en".
     data_dir: the TFDS data directory; None or "" for the TFDS default.
-    prepare: prepare it into data_dir when it is not (our builders: nothing is
-      downloaded); False: a dataset that is not prepared is an error (the catalogue's
-      would download).
     **builder_args: the builder's own arguments (builder_kwargs() above).
 
   Raises:
@@ -57,7 +60,7 @@ def prepared_builder(name, data_dir=None, *, prepare=True, **builder_args):
         f"dataset prepared in config.data.tfds_data_dir.") from e
   with library_logs.quiet():  # is_prepared() warns that the folder has no dataset_info.json
     if not builder.is_prepared():
-      if not prepare:
+      if is_catalogue(builder):  # a run never downloads
         from prelm_jax.data import finetune_tfds  # pylint: disable=g-import-not-at-top
         raise errors.DataError(
             f"Dataset {name!r} is not prepared in {builder.data_dir}: prepare it once "

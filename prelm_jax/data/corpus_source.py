@@ -38,12 +38,12 @@ class CorpusSource:
 
   @property
   def sentence_per_line(self):
+    """Ours hold one sentence per line; any other text is cut into sentences here."""
     return self.dataset.split("/")[0] in OUR_BUILDERS
 
   def builder(self):
     """The TFDS builder, prepared first if it is one of ours."""
     return corpus.prepared_builder(self.dataset, self.data_dir or None,
-                                   prepare=self.sentence_per_line,
                                    **dict(self.builder_args))
 
   def plan(self, builder):

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from prelm_jax import errors
 from prelm_jax.data import chunks as chunks_lib
 from prelm_jax.data import corpus_source
+from prelm_jax.data import mixture
 from prelm_jax.data import records
 from prelm_jax.data import tokenizer as tokenizer_lib
 
@@ -207,7 +208,9 @@ def prepare(data_cfg, tokenizer, *, workers=None, process_index=0, process_count
     if not quiet:
       print(f"Prepared in {time.monotonic() - start:.0f} s", file=sys.stderr)
   if process_index == 0 and process_count == 1:
-    write_manifest(directory, units)
+    write_manifest(directory, units, lambda split: (
+        f"Split {split!r} of dataset {data_cfg.dataset!r} in {builder.data_dir} has no "
+        "usable text: delete that directory to rebuild it, or use a non-empty split"))
   return directory
 
 
@@ -227,15 +230,20 @@ def sample_texts(source, builder, max_bytes):
 
 
 def trained_vocabulary(data_cfg, quiet=False):
-  """A WordPiece trained on the corpus's sample, cached under the prepared root.
+  """A WordPiece trained on a sample of the corpus (of each mixture source by its
+  weight), cached under the prepared root.
 
-  The cache file is keyed by the source's fingerprint, vocab_size, lowercase and the
-  sample size, so a second run on the same corpus loads it in a blink.
+  The cache file is keyed by the sources' fingerprints and weights, vocab_size,
+  lowercase and the sample size, so a second run on the same corpus loads it at once.
   """
-  source = corpus_source.CorpusSource.from_config(data_cfg)
-  builder = source.builder()
+  parts = []
+  for source_cfg, weight in mixture.sources(data_cfg):
+    source = corpus_source.CorpusSource.from_config(source_cfg)
+    builder = source.builder()
+    parts.append((source, builder, weight))
+  total = sum(weight for _, _, weight in parts)
   max_bytes = int(data_cfg.get("vocab_sample_bytes", 0))
-  key = json.dumps([FORMAT_VERSION, data_cfg.dataset, source.fingerprint(builder),
+  key = json.dumps([FORMAT_VERSION, [[s.dataset, s.fingerprint(b), w] for s, b, w in parts],
                     int(data_cfg.vocab_size), bool(data_cfg.lowercase), max_bytes])
   path = os.path.join(default_root(data_cfg), "vocabularies",
                       hashlib.sha256(key.encode()).hexdigest()[:16] + ".txt")
@@ -244,17 +252,21 @@ def trained_vocabulary(data_cfg, quiet=False):
                                         fix=f"delete {path} to train it again")
   if not quiet:
     print(f"Training a {data_cfg.vocab_size}-token WordPiece vocabulary on "
-          f"{data_cfg.dataset} (cached in {path})", file=sys.stderr)
-  wordpiece = tokenizer_lib.train_wordpiece(
-      lambda: sample_texts(source, builder, max_bytes), data_cfg.vocab_size,
-      data_cfg.lowercase)
+          f"{data_cfg.get('mixture') or data_cfg.dataset} (cached in {path})",
+          file=sys.stderr)
+
+  def sample():
+    for source, builder, weight in parts:
+      yield from sample_texts(source, builder, int(max_bytes * weight / total))
+  wordpiece = tokenizer_lib.train_wordpiece(sample, data_cfg.vocab_size, data_cfg.lowercase)
   if wordpiece.vocab_size <= data_cfg.vocab_size:  # too small: load_or_train says so
     wordpiece.save(path)
   return wordpiece
 
 
-def write_manifest(directory, units):
-  """manifest.json from the units' counts; refuses when a unit is missing."""
+def write_manifest(directory, units, empty_split_error):
+  """manifest.json from the units' counts; refuses when a unit is missing, or a split
+  has no sentence at all (empty_split_error(split): the message)."""
   manifest = {"splits": {}}
   for split in corpus_source.SPLITS:
     shards, totals = [], {}
@@ -270,6 +282,8 @@ def write_manifest(directory, units):
         shards.append([name + ".array_record", counts["chunks"]])
       for k, v in counts.items():
         totals[k] = totals.get(k, 0) + v
+    if not totals.get("sentences"):
+      raise errors.DataError(empty_split_error(split))
     manifest["splits"][split] = dict(totals, shards=shards)
   _write_json(os.path.join(directory, MANIFEST), manifest)
 

@@ -12,6 +12,7 @@ import numpy as np
 from prelm_jax import errors
 from prelm_jax.data import chunks as chunks_lib
 from prelm_jax.data import masking
+from prelm_jax.data import mixture as mixture_lib
 from prelm_jax.data import packing as packing_lib
 
 # Tags that keep the random streams apart (SeedSequence pads short keys with zeros,
@@ -237,21 +238,70 @@ class PretrainData:
     return out
 
   def iterate(self, start_step):
-    """batch(start_step), batch(start_step + 1), ..., built ahead in the background.
+    """batch(start_step), batch(start_step + 1), ..., built ahead in the background."""
+    return prefetched(self.batch, start_step)
 
-    Uses grain's prefetch: one worker thread (the batch code is numpy-light Python,
-    so more threads would only fight over the GIL and the trainer's cores) keeping
-    a few batches ready.
 
-    Args:
-      start_step: the first step to produce.
+def prefetched(batch, start_step):
+  """An endless iterator of batch(start_step), batch(start_step + 1), ...
 
-    Returns:
-      An endless iterator of batch dicts.
-    """
-    steps = grain.MapDataset.range(start_step, sys.maxsize).map(self.batch)
-    return iter(steps.to_iter_dataset(
-        grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)))
+  Uses grain's prefetch: one worker thread (the batch code is numpy-light Python,
+  so more threads would only fight over the GIL and the trainer's cores) keeping
+  a few batches ready.
+  """
+  steps = grain.MapDataset.range(start_step, sys.maxsize).map(batch)
+  return iter(steps.to_iter_dataset(
+      grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)))
+
+
+class MixtureData:
+  """Training batches drawn from several chunk stores by weight (data/mixture.py).
+
+  Global example g = step * batch_size + row comes from source s, its k-th example
+  (mixture.Schedule); that is chunk permutation_s(epoch)[k % n_s] with epoch = k // n_s,
+  built with default_rng([seed, 0, step, row]) as unmixed examples are.
+  """
+
+  def __init__(self, data_cfg, tokenizer, stores, weights, *, batch_size, seed,
+               process_index=0, process_count=1, names=None):
+    self._rows = local_rows(batch_size, process_index, process_count)
+    self._examples = [_Examples(data_cfg, tokenizer, store, what=f"training ({name})")
+                      for store, name in zip(stores, names or range(len(stores)))]
+    self.schedule = mixture_lib.Schedule(weights)
+    self.batch_size, self.seed = batch_size, seed
+    self._orders = {}
+
+  def _order(self, source, epoch):
+    key = (source, epoch)
+    if key not in self._orders:
+      if len(self._orders) >= 2 * len(self._examples):
+        self._orders.clear()
+      n = len(self._examples[source].chunks)
+      self._orders[key] = np.random.default_rng(
+          [self.seed, _EPOCH_ORDER, epoch, source + 1]).permutation(n)
+    return self._orders[key]
+
+  def sources_and_chunks(self, step):
+    """(source, chunk) of each of this process's rows of global batch `step`."""
+    lo, hi = self._rows
+    sources, ks = self.schedule.locate(step * self.batch_size + np.arange(lo, hi))
+    out = []
+    for source, k in zip(sources.tolist(), ks.tolist()):
+      n = len(self._examples[source].chunks)
+      out.append((source, int(self._order(source, k // n)[k % n])))
+    return out
+
+  def batch(self, step):
+    lo, hi = self._rows
+    out = self._examples[0].allocate(hi - lo)
+    for i, (row, (source, chunk)) in enumerate(zip(range(lo, hi),
+                                                   self.sources_and_chunks(step))):
+      rng = np.random.default_rng([self.seed, _TRAIN_EXAMPLE, step, row])
+      self._examples[source].write(out, i, chunk, rng)
+    return out
+
+  def iterate(self, start_step):
+    return prefetched(self.batch, start_step)
 
 
 def eval_batches(data_cfg, tokenizer, source, *, batch_size, seed, process_index=0,

@@ -11,14 +11,21 @@ config.data.packing puts several pairs in one row (batch_spec in data/pretrain.p
 attention stays inside each pair, and the sentence head scores each pair slot, so
 the losses are those of the same pairs unpacked (the sentence mean is over pairs).
 """
+import json
+import sys
+
 import jax.numpy as jnp
 
 from prelm_jax import losses
+from prelm_jax.data import chunks
+from prelm_jax.data import mixture
 from prelm_jax.data import prepare
 from prelm_jax.data import pretrain
 from prelm_jax.data import vocabulary
 from prelm_jax.model import pretraining
 from prelm_jax.tasks import base
+
+MIXTURE_FILE = "mixture.json"  # in the workdir: weights and realised proportions
 
 
 class PretrainTask(base.Task):
@@ -115,25 +122,49 @@ class PretrainTask(base.Task):
 
   def prepare_data(self, wd):
     """The vocabulary (the run's, or trained on a sample of the corpus and cached) and
-    the corpus prepared for it (data/prepare.py; found as it is after the first run)."""
+    the corpus (each mixture source) prepared for it (data/prepare.py; found as it is
+    after the first run). A mixture's realised proportions go to mixture.json."""
     data = self.config.data
     tokenizer, is_new = vocabulary.load_or_train(
         data, self.config.to_dict(), wd, lambda: prepare.trained_vocabulary(data))
+    sources = mixture.sources(data)
     # train.py runs this on process 0 first: the others find the corpus prepared.
-    directory = prepare.prepare(data, tokenizer)
-    return base.PreparedData(tokenizer, is_new, directory)
+    directories = [prepare.prepare(cfg, tokenizer) for cfg, _ in sources]
+    files = {}
+    if len(sources) > 1:
+      report = self._mixture_report(sources)
+      files[MIXTURE_FILE] = json.dumps(report, indent=1) + "\n"
+      print("Mixture over the run's examples: " + ", ".join(
+          f"{r['dataset']} {r['realised']:.2%} (weight {r['weight']:.2%})"
+          for r in report["sources"]), file=sys.stderr)
+    return base.PreparedData(tokenizer, is_new, directories, files=files)
+
+  def _mixture_report(self, sources):
+    weights = [w for _, w in sources]
+    examples = self.config.train.num_steps * self.config.train.batch_size
+    realised = mixture.Schedule(weights).proportions(examples)
+    return {"examples": examples, "sources": [
+        {"dataset": cfg.dataset, "weight": w / sum(weights), "realised": float(r)}
+        for (cfg, w), r in zip(sources, realised)]}
 
   def pipelines(self, prepared, *, process_index, process_count):
-    config, directory = self.config, prepared.inputs
-    splits = {split: prepare.PreparedSplit(directory, split, prepared.tokenizer)
-              for split in ("train", "validation")}
+    config, tokenizer = self.config, prepared.tokenizer
+    splits = [{split: prepare.PreparedSplit(directory, split, tokenizer)
+               for split in ("train", "validation")} for directory in prepared.inputs]
     process = dict(process_index=process_index, process_count=process_count)
-    train = pretrain.training_data(config.data, prepared.tokenizer, splits["train"],
-                                  batch_size=config.train.batch_size, seed=config.seed,
-                                  **process)
+    batch = dict(batch_size=config.train.batch_size, seed=config.seed, **process)
+    sources = mixture.sources(config.data)
+    if len(sources) > 1:
+      train = pretrain.MixtureData(
+          config.data, tokenizer, [s["train"] for s in splits], [w for _, w in sources],
+          names=[cfg.dataset for cfg, _ in sources], **batch)
+      validation = chunks.ConcatenatedChunks([s["validation"] for s in splits])
+    else:
+      train = pretrain.training_data(config.data, tokenizer, splits[0]["train"], **batch)
+      validation = splits[0]["validation"]
     eval_batches = pretrain.eval_batches(
-        config.data, prepared.tokenizer, splits["validation"],
-        batch_size=config.train.eval_batch_size, seed=config.seed + 1, **process)
+        config.data, tokenizer, validation, batch_size=config.train.eval_batch_size,
+        seed=config.seed + 1, **process)
     return base.Pipelines(train, {"eval": eval_batches})
 
   def summary_lines(self, result):
