@@ -75,7 +75,9 @@ def get_config(arg=None):
   # by every run with the same corpus, vocabulary and max_seq_len.
   config.data.prepared_dir = ""
   config.data.prepare_workers = 1        # processes that prepare units in parallel
-  config.data.prepare_unit_docs = 2000   # documents per unit (one shard each)
+  config.data.input_threads = 1          # threads building training batches ahead
+  config.data.prepare_unit_docs = 2000   # TFDS datasets: documents per unit (a shard)
+  config.data.prepare_unit_bytes = 16_000_000  # text_files: bytes of files per unit
   # The vocabulary is trained on the first this-many bytes of the train split (TFDS's
   # order is a shuffle); 0: all of it.
   config.data.vocab_sample_bytes = 200_000_000

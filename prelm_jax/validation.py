@@ -180,7 +180,9 @@ def _check_preparation(data):
   """The preparation stage's settings and the mixture (data/prepare.py, mixture.py)."""
   p = "data."
   _at_least(data, "prepare_workers", 1, prefix=p)
+  _at_least(data, "input_threads", 1, prefix=p)
   _at_least(data, "prepare_unit_docs", 1, prefix=p)
+  _at_least(data, "prepare_unit_bytes", 1, prefix=p)
   _at_least(data, "vocab_sample_bytes", 0, prefix=p,
             fix="0 trains on the whole train split; e.g. 200_000_000 on a sample")
   sources = mixture.sources(data)  # a malformed mixture or a weight <= 0: one line

@@ -32,7 +32,7 @@ def data_config(tmp_path, paths, **overrides):
   data = base.get_config().data
   data.update(dataset="text_files", paths=paths, documents="file",
               tfds_data_dir=str(tmp_path / "tfds"), vocab_size=300, max_seq_len=32,
-              max_predictions_per_seq=5, prepare_unit_docs=10)
+              max_predictions_per_seq=5, prepare_unit_docs=10, prepare_unit_bytes=1500)
   data.update(overrides)
   return data
 
@@ -132,6 +132,7 @@ def test_resume_and_process_split_are_byte_equal(corpus):
   one = pretrain.PretrainData(data, tokenizer, split, batch_size=8, seed=1)
   straight = one.iterate(0)
   batches = [next(straight) for _ in range(6)]
+  one.threads = 3  # config.data.input_threads: more builders, the same batches in order
   resumed = one.iterate(3)
   for step in range(3, 6):
     got = next(resumed)
@@ -210,3 +211,19 @@ def test_catalogue_dataset_by_name_with_its_text_field(tmp_path):
   wrong.text_field = "body"
   with pytest.raises(errors.DataError, match="no feature 'body'.*text_field"):
     prepare.trained_vocabulary(wrong, quiet=True)
+
+
+def test_text_files_are_streamed_with_duplicates_dropped_as_the_builder_does(tmp_path):
+  from prelm_jax.data import corpus  # pylint: disable=g-import-not-at-top
+  paths = write_corpus(tmp_path / "texts", count=30)
+  copy = (tmp_path / "texts" / "doc007.txt").read_text()
+  (tmp_path / "texts" / "zz-copy-of-7.txt").write_text(copy)
+  data = data_config(tmp_path, paths)
+  tokenizer = prepare.trained_vocabulary(data, quiet=True)
+  splits = prepare.read_manifest(prepare.prepare(data, tokenizer, quiet=True))["splits"]
+  assert splits["train"]["documents"] + splits["validation"]["documents"] == 30
+  # The same split for each document as the TFDS text_files builder gives it.
+  kwargs = corpus.builder_kwargs(data)
+  expected = len(corpus.load_documents("text_files", "validation", data.tfds_data_dir,
+                                       **kwargs))
+  assert splits["validation"]["documents"] == expected

@@ -9,14 +9,16 @@ import numpy as np
 from prelm_jax.data import masking
 from prelm_jax.data import records
 
+TOKENIZE_BATCH = 10_000  # lines per tokenizer call
 _CHUNKING = 2  # the tag of the chunking stream (data/pretrain.py tags the others)
 
 
 def tokenize(tokenizer, texts):
   """Each document (one sentence per non-empty line) as a list of int32 arrays.
 
-  One batched tokenizer call for all lines of all texts. Lines without any token are
-  dropped; a document may end up with no sentences (it yields no chunk).
+  Batched tokenizer calls of TOKENIZE_BATCH lines (one per line would take minutes;
+  one for everything holds a heavy Encoding object per line at once). Lines without
+  any token are dropped; a document may end up with no sentences (it yields no chunk).
   """
   lines, doc_of_line = [], []
   for d, text in enumerate(texts):
@@ -25,9 +27,11 @@ def tokenize(tokenizer, texts):
         lines.append(line)
         doc_of_line.append(d)
   documents = [[] for _ in texts]
-  for d, sentence in zip(doc_of_line, tokenizer.encode_lines(lines)):
-    if sentence:
-      documents[d].append(np.asarray(sentence, np.int32))
+  for start in range(0, len(lines), TOKENIZE_BATCH):
+    ids = tokenizer.encode_lines(lines[start:start + TOKENIZE_BATCH])
+    for d, sentence in zip(doc_of_line[start:start + TOKENIZE_BATCH], ids):
+      if sentence:
+        documents[d].append(np.asarray(sentence, np.int32))
   return documents
 
 

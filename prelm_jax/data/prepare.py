@@ -39,7 +39,7 @@ from prelm_jax.data import mixture
 from prelm_jax.data import records
 from prelm_jax.data import tokenizer as tokenizer_lib
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 KEY_FILE = "key.json"
 VOCAB_FILE = "vocab.txt"
@@ -64,7 +64,8 @@ def cache_key(data_cfg, source_fingerprint, tokenizer):
           "source": source_fingerprint, "vocab": vocab_digest(tokenizer),
           "max_seq_len": int(data_cfg.max_seq_len),
           "short_seq_prob": float(data_cfg.short_seq_prob),
-          "unit_docs": int(data_cfg.get("prepare_unit_docs", 2000))}
+          "unit_docs": int(data_cfg.get("prepare_unit_docs", 2000)),
+          "unit_bytes": int(data_cfg.get("prepare_unit_bytes", 16_000_000))}
 
 
 def cache_dir(root, key):
@@ -91,28 +92,20 @@ def _write_json(path, value):
 
 
 # One unit, in whatever process runs it. Module-level and fed plain values so that a
-# spawned worker can run it; each worker keeps its builder and tokenizer.
+# spawned worker can run it; each worker keeps its tokenizer and open TFDS sources.
 _WORKER = {}
 
 
-def _worker_state(source, directory, lowercase):
-  key = (source, directory)
-  if _WORKER.get("key") != key:
-    builder = source.builder()
-    _WORKER.update(key=key, sources=builder.as_data_source(),
-                   tokenizer=tokenizer_lib.load_wordpiece(
-                       os.path.join(directory, VOCAB_FILE), lowercase))
-  return _WORKER["sources"], _WORKER["tokenizer"]
-
-
-def prepare_unit(source, directory, lowercase, chunk_cfg, split, tfds_split, held_out,
-                 unit, lo, hi):
-  """Tokenises and chunks documents lo..hi-1 into one shard; returns its counts."""
-  sources, tokenizer = _worker_state(source, directory, lowercase)
-  texts = source.texts(sources[tfds_split], lo, hi, held_out)
-  documents = chunks_lib.tokenize(tokenizer, texts)
-  chunks = chunks_lib.chunk_documents(documents, _Cfg(chunk_cfg), first_id=lo)
-  name = os.path.join(directory, _shard_name(split, unit))
+def prepare_unit(source, directory, lowercase, chunk_cfg, unit):
+  """Tokenises and chunks one unit's documents into one shard; returns its counts."""
+  if _WORKER.get("key") != (source, directory):
+    _WORKER.clear()
+    _WORKER.update(key=(source, directory), cache={}, tokenizer=tokenizer_lib.load_wordpiece(
+        os.path.join(directory, VOCAB_FILE), lowercase))
+  texts = source.unit_texts(unit, _WORKER["cache"])
+  documents = chunks_lib.tokenize(_WORKER["tokenizer"], texts)
+  chunks = chunks_lib.chunk_documents(documents, _Cfg(chunk_cfg), first_id=unit.first_id)
+  name = os.path.join(directory, _shard_name(unit.split, unit.index))
 
   def write(tmp):
     writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
@@ -137,17 +130,6 @@ class _Cfg(dict):
   __getattr__ = dict.__getitem__
 
 
-def _units(source, builder, unit_docs):
-  """[(split, tfds_split, held_out, unit, lo, hi)] for every unit of both splits."""
-  units = []
-  sizes = {name: s.num_examples for name, s in builder.info.splits.items()}
-  for split, (tfds_split, held_out) in source.plan(builder).items():
-    n = sizes[tfds_split]
-    for unit, lo in enumerate(range(0, n, unit_docs)):
-      units.append((split, tfds_split, held_out, unit, lo, min(n, lo + unit_docs)))
-  return units
-
-
 def prepare(data_cfg, tokenizer, *, workers=None, process_index=0, process_count=1,
             quiet=False):
   """Prepares (or finds) the corpus of config.data for this vocabulary.
@@ -166,9 +148,8 @@ def prepare(data_cfg, tokenizer, *, workers=None, process_index=0, process_count
     The prepared directory (complete when this host's units are done and, with one
     process, the manifest written).
   """
-  source = corpus_source.CorpusSource.from_config(data_cfg)
-  builder = source.builder()
-  key = cache_key(data_cfg, source.fingerprint(builder), tokenizer)
+  source = corpus_source.from_config(data_cfg)
+  key = cache_key(data_cfg, source.fingerprint(), tokenizer)
   directory = cache_dir(default_root(data_cfg), key)
   if os.path.exists(os.path.join(directory, MANIFEST)):
     return directory
@@ -176,10 +157,10 @@ def prepare(data_cfg, tokenizer, *, workers=None, process_index=0, process_count
   _write_json(os.path.join(directory, KEY_FILE), key)
   if not os.path.exists(os.path.join(directory, VOCAB_FILE)):
     tokenizer.save(os.path.join(directory, VOCAB_FILE))
-  units = _units(source, builder, key["unit_docs"])
+  units = source.units(key["unit_docs"], key["unit_bytes"])
   mine = [u for i, u in enumerate(units) if i % process_count == process_index]
   todo = [u for u in mine if not os.path.exists(
-      os.path.join(directory, _shard_name(u[0], u[3]) + ".json"))]
+      os.path.join(directory, _shard_name(u.split, u.index) + ".json"))]
   chunk_cfg = _Cfg(max_seq_len=key["max_seq_len"], short_seq_prob=key["short_seq_prob"])
   common = (source, directory, tokenizer.lowercase, chunk_cfg)
   workers = workers or int(data_cfg.get("prepare_workers", 1)) or 1
@@ -194,14 +175,14 @@ def prepare(data_cfg, tokenizer, *, workers=None, process_index=0, process_count
                file=sys.stderr)
     if workers == 1 or len(todo) == 1:
       for unit in todo:
-        prepare_unit(*common, *unit)
+        prepare_unit(*common, unit)
         bar.update(1)
     else:
       context = multiprocessing.get_context("spawn")  # never fork a process with jax
       with concurrent.futures.ProcessPoolExecutor(min(workers, len(todo)),
                                                   mp_context=context) as pool:
         for future in concurrent.futures.as_completed(
-            [pool.submit(prepare_unit, *common, *unit) for unit in todo]):
+            [pool.submit(prepare_unit, *common, unit) for unit in todo]):
           future.result()
           bar.update(1)
     bar.close()
@@ -209,24 +190,9 @@ def prepare(data_cfg, tokenizer, *, workers=None, process_index=0, process_count
       print(f"Prepared in {time.monotonic() - start:.0f} s", file=sys.stderr)
   if process_index == 0 and process_count == 1:
     write_manifest(directory, units, lambda split: (
-        f"Split {split!r} of dataset {data_cfg.dataset!r} in {builder.data_dir} has no "
-        "usable text: delete that directory to rebuild it, or use a non-empty split"))
+        f"Split {split!r} of {source.where()} has no usable text: delete that "
+        "directory to rebuild it, or use a non-empty split"))
   return directory
-
-
-def sample_texts(source, builder, max_bytes):
-  """The train split's first documents (TFDS's order is already a shuffle) up to
-  max_bytes of text (0: all), one block at a time: the vocabulary's sample."""
-  tfds_split, held_out = source.plan(builder)["train"]
-  data_source = builder.as_data_source()[tfds_split]
-  total = 0
-  for lo in range(0, len(data_source), 1000):
-    for text in source.texts(data_source, lo, min(len(data_source), lo + 1000), held_out):
-      if text:
-        yield text
-        total += len(text)
-        if max_bytes and total >= max_bytes:
-          return
 
 
 def trained_vocabulary(data_cfg, quiet=False):
@@ -236,14 +202,11 @@ def trained_vocabulary(data_cfg, quiet=False):
   The cache file is keyed by the sources' fingerprints and weights, vocab_size,
   lowercase and the sample size, so a second run on the same corpus loads it at once.
   """
-  parts = []
-  for source_cfg, weight in mixture.sources(data_cfg):
-    source = corpus_source.CorpusSource.from_config(source_cfg)
-    builder = source.builder()
-    parts.append((source, builder, weight))
+  parts = [(corpus_source.from_config(cfg), cfg.dataset, weight)
+           for cfg, weight in mixture.sources(data_cfg)]
   total = sum(weight for _, _, weight in parts)
   max_bytes = int(data_cfg.get("vocab_sample_bytes", 0))
-  key = json.dumps([FORMAT_VERSION, [[s.dataset, s.fingerprint(b), w] for s, b, w in parts],
+  key = json.dumps([FORMAT_VERSION, [[name, s.fingerprint(), w] for s, name, w in parts],
                     int(data_cfg.vocab_size), bool(data_cfg.lowercase), max_bytes])
   path = os.path.join(default_root(data_cfg), "vocabularies",
                       hashlib.sha256(key.encode()).hexdigest()[:16] + ".txt")
@@ -256,8 +219,8 @@ def trained_vocabulary(data_cfg, quiet=False):
           file=sys.stderr)
 
   def sample():
-    for source, builder, weight in parts:
-      yield from sample_texts(source, builder, int(max_bytes * weight / total))
+    for source, _, weight in parts:
+      yield from source.sample_texts(int(max_bytes * weight / total))
   wordpiece = tokenizer_lib.train_wordpiece(sample, data_cfg.vocab_size, data_cfg.lowercase)
   if wordpiece.vocab_size <= data_cfg.vocab_size:  # too small: load_or_train says so
     wordpiece.save(path)
@@ -270,8 +233,8 @@ def write_manifest(directory, units, empty_split_error):
   manifest = {"splits": {}}
   for split in corpus_source.SPLITS:
     shards, totals = [], {}
-    for unit in (u for u in units if u[0] == split):
-      name = _shard_name(split, unit[3])
+    for unit in (u for u in units if u.split == split):
+      name = _shard_name(split, unit.index)
       counts_path = os.path.join(directory, name + ".json")
       if not os.path.exists(counts_path):
         raise errors.DataError(f"{directory}: unit {name} was not prepared; run `prelm "

@@ -191,6 +191,7 @@ class PretrainData:
         process produces (jax.process_index(), jax.process_count()).
     """
     self._rows = local_rows(batch_size, process_index, process_count)
+    self.threads = int(data_cfg.get("input_threads", 1))
     self._examples = _Examples(data_cfg, tokenizer, source, what="training")
     self.batch_size = batch_size
     self.seed = seed
@@ -239,19 +240,19 @@ class PretrainData:
 
   def iterate(self, start_step):
     """batch(start_step), batch(start_step + 1), ..., built ahead in the background."""
-    return prefetched(self.batch, start_step)
+    return prefetched(self.batch, start_step, self.threads)
 
 
-def prefetched(batch, start_step):
+def prefetched(batch, start_step, threads=1):
   """An endless iterator of batch(start_step), batch(start_step + 1), ...
 
-  Uses grain's prefetch: one worker thread (the batch code is numpy-light Python,
-  so more threads would only fight over the GIL and the trainer's cores) keeping
-  a few batches ready.
+  grain's prefetch: `threads` background threads (config.data.input_threads) keep
+  a few batches ready, in order. The batch code is numpy-light Python, so threads
+  beyond one mostly overlap the shard reads (benchmarks/input_pipeline.py measures it).
   """
   steps = grain.MapDataset.range(start_step, sys.maxsize).map(batch)
-  return iter(steps.to_iter_dataset(
-      grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)))
+  return iter(steps.to_iter_dataset(grain.ReadOptions(
+      num_threads=threads, prefetch_buffer_size=max(4, 2 * threads))))
 
 
 class MixtureData:
@@ -265,6 +266,7 @@ class MixtureData:
   def __init__(self, data_cfg, tokenizer, stores, weights, *, batch_size, seed,
                process_index=0, process_count=1, names=None):
     self._rows = local_rows(batch_size, process_index, process_count)
+    self.threads = int(data_cfg.get("input_threads", 1))
     self._examples = [_Examples(data_cfg, tokenizer, store, what=f"training ({name})")
                       for store, name in zip(stores, names or range(len(stores)))]
     self.schedule = mixture_lib.Schedule(weights)
@@ -301,7 +303,7 @@ class MixtureData:
     return out
 
   def iterate(self, start_step):
-    return prefetched(self.batch, start_step)
+    return prefetched(self.batch, start_step, self.threads)
 
 
 def eval_batches(data_cfg, tokenizer, source, *, batch_size, seed, process_index=0,
