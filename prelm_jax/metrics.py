@@ -53,6 +53,16 @@ class MetricsWriter:
       self._tb.close()
 
 
+# How fast, not what was learned: differ between runs that trained identically.
+TIMING_KEYS = ("steps_per_sec", "tokens_per_sec", "padded_tokens_per_sec",
+               "input_wait_fraction")
+
+
+def untimed(record):
+  """A metrics record without its TIMING_KEYS (to compare two runs' training)."""
+  return {k: v for k, v in record.items() if k not in TIMING_KEYS}
+
+
 def drop_records_after(workdir, step, *, drop_eval_at_step=False):
   """Rewrites metrics.jsonl without the records a resumed run will write again.
 

@@ -16,9 +16,8 @@ from prelm_jax import errors
 from prelm_jax import metrics as metrics_lib
 
 # Logged with the train metrics but not what a learning curve compares.
-BOOKKEEPING = ("learning_rate", "grad_norm", "param_norm", "update_norm", "skipped_steps",
-               "steps_per_sec", "tokens_per_sec", "padded_tokens_per_sec",
-               "input_wait_fraction")
+BOOKKEEPING = ("learning_rate", "grad_norm", "param_norm", "update_norm",
+               "skipped_steps") + metrics_lib.TIMING_KEYS
 _COLUMNS = 3  # subplots per row
 
 

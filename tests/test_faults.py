@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from experiments import base
+from prelm_jax import metrics
 from prelm_jax import preemption
 from prelm_jax import train
 
@@ -56,8 +57,7 @@ def load_state(workdir, step):
 
 def train_records(workdir):
   lines = pathlib.Path(workdir, "metrics.jsonl").read_text().splitlines()
-  return [{k: v for k, v in r.items() if not k.endswith("_per_sec")}
-          for r in map(json.loads, lines)]
+  return [metrics.untimed(r) for r in map(json.loads, lines)]
 
 
 def metric_lines(workdir):

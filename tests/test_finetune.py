@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from prelm_jax import analysis
+from prelm_jax import metrics
 from prelm_jax import preemption
 from prelm_jax import registry
 from prelm_jax import train
@@ -198,8 +199,7 @@ def test_finetuning_resume_equals_uninterrupted_run(pretrained, sentiment, tmp_p
   first = train.run(config, str(tmp_path / "resumed"), stop_at=3)
   assert first.final_metrics is None
   resumed = train.run(config, str(tmp_path / "resumed"))
-  untimed = lambda w: [{k: v for k, v in r.items() if not k.endswith("_per_sec")}
-                       for r in read_metrics(w, "train")]
+  untimed = lambda w: [metrics.untimed(r) for r in read_metrics(w, "train")]
   assert untimed(tmp_path / "resumed") == untimed(tmp_path / "straight")
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(straight.state.params),
                jax.device_get(resumed.state.params))

@@ -105,3 +105,11 @@ def test_train_on_a_mixture_reports_its_proportions(tmp_path, pydocs_data_dir,
   for source in report["sources"]:
     assert abs(source["realised"] - source["weight"]) < 0.01
   assert "Mixture over the run's examples: pydocs 75" in result.stderr
+
+
+def test_a_mixture_source_that_does_not_exist_is_named(tmp_path):
+  from prelm_jax.data import prepare  # pylint: disable=g-import-not-at-top
+  data = base.get_config().data
+  data.update(mixture="pydocs:1,no_such_corpus:1", tfds_data_dir=str(tmp_path))
+  with pytest.raises(errors.DataError, match="Unknown dataset 'no_such_corpus'"):
+    prepare.trained_vocabulary(data, quiet=True)

@@ -5,6 +5,7 @@ import jax
 import numpy as np
 import pytest
 
+from prelm_jax import metrics
 from prelm_jax import train
 from prelm_jax import workdir as workdir_lib
 
@@ -55,8 +56,7 @@ def test_resume_equals_uninterrupted_run(pydocs_data_dir, tmp_path, read_metrics
   resumed = train.run(config, str(interrupted))
   assert int(resumed.state.step) == 8
   # Same losses step by step, and bit-identical parameters (f32 on CPU).
-  untimed = lambda records: [{k: v for k, v in r.items() if not k.endswith("_per_sec")}
-                             for r in records]
+  untimed = lambda records: [metrics.untimed(r) for r in records]
   assert untimed(read_metrics(interrupted, "train")) == untimed(
       read_metrics(tmp_path / "straight", "train"))
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(straight.state.params),

@@ -4,19 +4,22 @@
 
 A prepared corpus lives in <root>/<dataset>-<key>/ where the key hashes everything that
 shapes its records: the source's content (data/corpus_source.py fingerprint), the
-vocabulary, max_seq_len, short_seq_prob and the unit size. Every later run with those
+vocabulary, max_seq_len, short_seq_prob and the unit sizes. Every later run with those
 settings reads it as it is; change one and a new directory is prepared beside it (old
 ones stay for the runs that use them; delete them when none does). <root> is
-config.data.prepared_dir, by default <tfds_data_dir>/prelm_prepared.
+config.data.prepared_dir, by default <tfds_data_dir>/prelm_prepared; trained
+vocabularies are cached in <root>/vocabularies/.
 
-Each split's documents are cut into units of config.data.prepare_unit_docs documents;
-a unit becomes one shard `<split>-<unit>.array_record` plus `<split>-<unit>.json`
-(its counts), written under a temporary name and renamed, so an interrupted
-preparation resumes with the units it has not finished. Units run in parallel
-(config.data.prepare_workers processes; on many hosts each process prepares units
-i, i + n, ... and process 0 writes the manifest). Memory is bounded by one unit per
-worker, whatever the corpus size. manifest.json is written last: its presence means
-the directory is complete.
+Each split is cut into units (config.data.prepare_unit_docs documents of a TFDS
+dataset; about config.data.prepare_unit_bytes of text files); a unit becomes one shard
+`<split>-<unit>.array_record` (records.py), its records' token counts
+`<split>-<unit>.tokens.npy` (packing plans rows by them) and its counts
+`<split>-<unit>.json`, each written under a temporary name and renamed, the .json last,
+so an interrupted preparation resumes with the units it has not finished. Units run in
+parallel (config.data.prepare_workers processes; on many hosts `prelm prepare
+--process_id I --num_processes N` prepares units I, I + N, ...). Memory is bounded by
+one unit per worker, whatever the corpus size (benchmarks/corpus_memory.py).
+manifest.json is written last: its presence means the directory is complete.
 """
 import concurrent.futures
 import hashlib
