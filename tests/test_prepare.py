@@ -1,9 +1,11 @@
 """The preparation stage (data/prepare.py): shards keyed by corpus, vocab and settings;
 reuse, invalidation, resume, workers; exact resume and epoch coverage when training
 reads them; one-line errors for broken shards."""
-import json
 import os
 import pathlib
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +17,8 @@ from prelm_jax import errors
 from prelm_jax.data import prepare
 from prelm_jax.data import pretrain
 from prelm_jax.data import tokenizer as tokenizer_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def write_corpus(folder, count=60, tag=""):
@@ -227,3 +231,38 @@ def test_text_files_are_streamed_with_duplicates_dropped_as_the_builder_does(tmp
   expected = len(corpus.load_documents("text_files", "validation", data.tfds_data_dir,
                                        **kwargs))
   assert splits["validation"]["documents"] == expected
+
+
+def test_hosts_prepare_their_shares_then_one_writes_the_manifest(corpus, tmp_path):
+  data, tokenizer, directory = corpus
+  copy = data.copy_and_resolve_references()
+  copy.prepared_dir = str(tmp_path / "hosts")
+  shares = [prepare.prepare(copy, tokenizer, process_index=i, process_count=2, quiet=True)
+            for i in (0, 1)]
+  assert shares[0] == shares[1]
+  assert not os.path.exists(os.path.join(shares[0], prepare.MANIFEST))  # not yet
+  before = shard_files(shares[0])
+  assert prepare.prepare(copy, tokenizer, quiet=True) == shares[0]  # finds all units done
+  assert shard_files(shares[0]) == before == shard_files(directory)
+  assert prepare.read_manifest(shares[0]) == prepare.read_manifest(directory)
+
+
+def test_prelm_prepare_command(tmp_path):
+  paths = write_corpus(tmp_path / "texts", count=20)
+  base_args = [sys.executable, "-m", "prelm_jax.main", "prepare", "--config",
+               str(REPO / "experiments" / "base.py")]
+  args = base_args + ["--config.data.dataset=text_files", f"--config.data.paths={paths}",
+                      "--config.data.documents=file", "--config.data.vocab_size=300",
+                      f"--config.data.tfds_data_dir={tmp_path / 'tfds'}", "--workers=2"]
+  done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert re.search(r"^train: [\d,]+ chunks of [\d,]+ documents", done.stdout, re.M), done.stdout
+  directory = done.stdout.strip().splitlines()[-1].removeprefix("prepared: ")
+  assert os.path.exists(os.path.join(directory, prepare.MANIFEST))
+  if not (REPO.parent / "shared" / "data" / "sst2").exists():
+    return  # the fine-tuning experiment below reads ../shared/data/sst2
+  finetune = subprocess.run(base_args[:-1] + [str(REPO / "experiments" / "sst2.py")],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert finetune.returncode == 2
+  assert "prepares a pre-training corpus; this experiment's task is 'classify'" in \
+      finetune.stderr
