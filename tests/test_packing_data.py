@@ -69,6 +69,7 @@ def test_resume_and_process_halves_are_byte_equal(data_cfg, wordpiece, texts):
   straight = [one.batch(s) for s in range(40)]  # past an epoch boundary
   assert straight[-1]["input_ids"].any()
   fresh = pretrain.PackedPretrainData(data_cfg, wordpiece, texts, batch_size=8, seed=5)
+  fresh.threads = 3  # concurrent builders plan the epochs once, under a lock
   resumed = fresh.iterate(37)  # a new process: plans the earlier epochs itself
   for s in range(37, 40):
     got = next(resumed)

@@ -1,10 +1,14 @@
-"""Pre-training input pipeline: documents -> sentence pairs -> masked batches (host numpy).
+"""Pre-training input pipeline: chunks -> sentence pairs -> masked batches (host numpy).
+
+The chunks come from a chunks.ChunkStore: a prepared corpus's shards (data/prepare.py)
+or, for tests and small sets, texts chunked in memory.
 
 Every example is a pure function of (seed, step, global row), so `batch(step)` is
 random-access: resuming at step s replays exactly what an uninterrupted run would
 have seen, and the processes of a multi-host run each build only their own rows.
 """
 import sys
+import threading
 
 import grain
 import numpy as np
@@ -369,6 +373,7 @@ class PackedPretrainData(PretrainData):
                                                 data_cfg.max_seq_len)
     self._first_rows = [0]   # first global row of each epoch planned so far
     self._plans = {}
+    self._lock = threading.Lock()  # config.data.input_threads build rows concurrently
 
   def _plan(self, epoch):
     """(chunk order, row starts) of an epoch (cached: a batch spans at most two)."""
@@ -394,10 +399,11 @@ class PackedPretrainData(PretrainData):
     """[(epoch, first epoch position, chunk indices)] of this process's rows."""
     lo, hi = self._rows
     out = []
-    for g in range(step * self.batch_size + lo, step * self.batch_size + hi):
-      epoch, r = self._locate(g)
-      order, starts = self._plan(epoch)
-      out.append((epoch, int(starts[r]), order[starts[r]:starts[r + 1]]))
+    with self._lock:
+      for g in range(step * self.batch_size + lo, step * self.batch_size + hi):
+        epoch, r = self._locate(g)
+        order, starts = self._plan(epoch)
+        out.append((epoch, int(starts[r]), order[starts[r]:starts[r + 1]]))
     return out
 
   def chunk_indices(self, step):
