@@ -61,7 +61,7 @@ def test_manifest_counts_every_split(corpus):
   train, validation = (manifest["splits"][s] for s in ("train", "validation"))
   assert train["documents"] + validation["documents"] == 60
   assert train["chunks"] == len(prepare.PreparedSplit(directory, "train"))
-  assert sum(count for _, count in train["shards"]) == train["chunks"]
+  assert sum(chunks for _, _, chunks in train["shards"]) == train["chunks"]
   assert len(train["shards"]) > 1  # units of 10 documents
 
 

@@ -42,11 +42,13 @@ from prelm_jax.data import mixture
 from prelm_jax.data import records
 from prelm_jax.data import tokenizer as tokenizer_lib
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 KEY_FILE = "key.json"
 VOCAB_FILE = "vocab.txt"
-LENGTHS_SUFFIX = ".tokens.npy"  # each record's token count, beside its shard   # the vocabulary the records were tokenised with
+# Beside each shard of documents: its chunks, int32 [n, 5] rows of (document index in
+# the shard, first sentence, end sentence, target length, tokens) (chunks.cut_chunks).
+CHUNKS_SUFFIX = ".chunks.npy"   # the vocabulary the records were tokenised with
 
 
 def default_root(data_cfg):
@@ -106,23 +108,24 @@ def prepare_unit(source, directory, lowercase, chunk_cfg, unit):
     _WORKER.update(key=(source, directory), cache={}, tokenizer=tokenizer_lib.load_wordpiece(
         os.path.join(directory, VOCAB_FILE), lowercase))
   texts = source.unit_texts(unit, _WORKER["cache"])
-  documents = chunks_lib.tokenize(_WORKER["tokenizer"], texts)
-  chunks = chunks_lib.chunk_documents(documents, _Cfg(chunk_cfg), first_id=unit.first_id)
+  documents, ids, table = chunks_lib.cut_chunks(
+      chunks_lib.tokenize(_WORKER["tokenizer"], texts), _Cfg(chunk_cfg),
+      first_id=unit.first_id)
   name = os.path.join(directory, _shard_name(unit.split, unit.index))
 
   def write(tmp):
     writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
-    for chunk in chunks:
-      writer.write(records.encode(chunk))
+    for document, sentences in zip(ids, documents):
+      writer.write(records.encode(records.Chunk(document, sentences, 0)))
     writer.close()
   _write_atomic(name + ".array_record", write)
 
-  def write_lengths(tmp):
+  def write_table(tmp):
     with open(tmp, "wb") as f:
-      np.save(f, np.asarray([c.num_tokens for c in chunks], np.int32))
-  _write_atomic(name + LENGTHS_SUFFIX, write_lengths)
-  counts = {"chunks": len(chunks), "documents": len({c.document for c in chunks}),
-            "tokens": int(sum(c.num_tokens for c in chunks)),
+      np.save(f, table.astype(np.int32))
+  _write_atomic(name + CHUNKS_SUFFIX, write_table)
+  counts = {"chunks": len(table), "documents": len(documents),
+            "tokens": int(table[:, 4].sum()),
             "sentences": int(sum(len(d) for d in documents))}
   _write_json(name + ".json", counts)
   return counts
@@ -244,8 +247,8 @@ def write_manifest(directory, units, empty_split_error):
                                "prepare` (or the training run) again to finish it")
       with open(counts_path) as f:
         counts = json.load(f)
-      if counts["chunks"]:
-        shards.append([name + ".array_record", counts["chunks"]])
+      if counts["documents"]:
+        shards.append([name + ".array_record", counts["documents"], counts["chunks"]])
       for k, v in counts.items():
         totals[k] = totals.get(k, 0) + v
     if not totals.get("sentences"):
@@ -265,7 +268,9 @@ def read_manifest(directory):
 
 
 class PreparedSplit(chunks_lib.ChunkStore):
-  """One split of a prepared corpus, read by index from its ArrayRecord shards."""
+  """One split of a prepared corpus: its documents read by index from the ArrayRecord
+  shards, its chunk tables memory-mapped (nothing grows with the corpus but the
+  per-shard offsets)."""
 
   def __init__(self, directory, split, tokenizer=None):
     self.directory, self.split = directory, split
@@ -276,33 +281,61 @@ class PreparedSplit(chunks_lib.ChunkStore):
               f"{directory} was prepared with another vocabulary than this run's; "
               "prepare the corpus for this vocabulary (`prelm prepare`), or delete it")
     info = read_manifest(directory)["splits"][split]
-    self.num_documents = info["documents"]
     self.num_tokens = info["tokens"]
-    paths = [os.path.join(directory, name) for name, _ in info["shards"]]
+    paths = [os.path.join(directory, name) for name, _, _ in info["shards"]]
     for path in paths:
       if not os.path.exists(path) or not os.path.getsize(path):
         raise errors.DataError(
             f"{path}: missing or empty; delete {directory} to prepare it again")
-    self._paths = paths
-    self._counts = [count for _, count in info["shards"]]
+    self._tables = []
+    for path, (_, _, num_chunks) in zip(paths, info["shards"]):
+      table = self._load_table(path.removesuffix(".array_record") + CHUNKS_SUFFIX)
+      if len(table) != num_chunks:
+        raise errors.DataError(f"{path}: its chunk table has {len(table)} rows, the "
+                               f"manifest says {num_chunks}; delete {directory} to "
+                               "prepare it again")
+      self._tables.append(table)
+    self._chunk_ends = np.cumsum([len(t) for t in self._tables], dtype=np.int64)
+    self._doc_starts = np.concatenate(
+        [[0], np.cumsum([n for _, n, _ in info["shards"]])]).astype(np.int64)
     self._source = array_record_data_source.ArrayRecordDataSource(paths) if paths else []
-    if len(self._source) != sum(self._counts):
+    self.num_documents = len(self._source)
+    if self.num_documents != info["documents"]:
       raise errors.DataError(
-          f"{directory}: the {split} shards hold {len(self._source)} records, the "
-          f"manifest says {sum(self._counts)}; delete {directory} to prepare it again")
+          f"{directory}: the {split} shards hold {self.num_documents} documents, the "
+          f"manifest says {info['documents']}; delete {directory} to prepare it again")
+
+  def _load_table(self, path):
+    try:
+      table = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+      raise errors.DataError(f"{path}: cannot be read ({e}); delete {self.directory} "
+                             "to prepare it again") from None
+    if table.ndim != 2 or table.shape[1] != chunks_lib.TABLE_COLUMNS:
+      raise errors.DataError(f"{path}: not a chunk table (shape {table.shape}); delete "
+                             f"{self.directory} to prepare it again")
+    return table
 
   def __len__(self):
-    return len(self._source)
+    return int(self._chunk_ends[-1]) if len(self._chunk_ends) else 0
 
-  def token_counts(self):
-    counts = [np.load(path.removesuffix(".array_record") + LENGTHS_SUFFIX)
-              for path in self._paths]
-    return np.concatenate(counts).astype(np.int64) if counts else np.zeros(0, np.int64)
+  def row(self, index):
+    unit = int(np.searchsorted(self._chunk_ends, index, side="right"))
+    start = int(self._chunk_ends[unit - 1]) if unit else 0
+    row = np.array(self._tables[unit][int(index) - start], np.int64)
+    row[0] += self._doc_starts[unit]
+    return row
 
-  def __getitem__(self, index):
+  def document(self, d):
     try:
-      return records.decode(self._source[int(index)])
+      chunk = records.decode(self._source[int(d)])
     except (RuntimeError, ValueError, IndexError) as e:
       raise errors.DataError(
-          f"{self.directory}: record {index} of the {self.split} shards cannot be read "
+          f"{self.directory}: document {d} of the {self.split} shards cannot be read "
           f"({e}); delete {self.directory} to prepare it again") from None
+    return chunk.document, chunk.sentences
+
+  def token_counts(self):
+    if not self._tables:
+      return np.zeros(0, np.int64)
+    return np.concatenate([t[:, 4] for t in self._tables]).astype(np.int64)
