@@ -1,4 +1,4 @@
-"""The preparation stage: a corpus -> tokenised chunks in ArrayRecord shards, once.
+"""The preparation stage: a corpus -> tokenised documents in ArrayRecord shards, once.
 
   prelm prepare --config bert_tiny_books [--workers 4]     (or the first `prelm train`)
 
@@ -12,8 +12,8 @@ vocabularies are cached in <root>/vocabularies/.
 
 Each split is cut into units (config.data.prepare_unit_docs documents of a TFDS
 dataset; about config.data.prepare_unit_bytes of text files); a unit becomes one shard
-`<split>-<unit>.array_record` (records.py), its records' token counts
-`<split>-<unit>.tokens.npy` (packing plans rows by them) and its counts
+`<split>-<unit>.array_record` of its documents with a sentence (records.py), the table
+of their chunks `<split>-<unit>.chunks.npy` (chunks.cut_chunks) and its counts
 `<split>-<unit>.json`, each written under a temporary name and renamed, the .json last,
 so an interrupted preparation resumes with the units it has not finished. Units run in
 parallel (config.data.prepare_workers processes; on many hosts `prelm prepare

@@ -1,8 +1,8 @@
-"""One prepared record: a chunk of consecutive sentences of one document, as bytes.
+"""One prepared record: a document's sentences (or a chunk of them), as bytes.
 
-A record is what the pre-training pipeline turns into one sentence pair. It is stored
-as int32s: the document id (two words), the sentence count n, the n sentence lengths,
-then the tokens, so reading one back is a single np.frombuffer with no parsing.
+Stored as int32s: the document id (two words), the target length (0 for a whole
+document), the sentence count n, the n sentence lengths, then the tokens, so reading
+one back is a single np.frombuffer with no parsing.
 """
 import dataclasses
 
