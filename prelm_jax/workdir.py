@@ -37,8 +37,11 @@ TEST_PREDICTIONS_FILE = "predictions_test.tsv"  # data.test_path's, by the best 
 BEST_DIR = "best"  # the params of the best evaluation by the task's metric
 # Sections whose change makes a checkpoint mean something else.
 GUARDED_SECTIONS = ("task", "model", "data")
-# ... except these keys, which only say where things are.
-UNGUARDED_KEYS = ("data.tfds_data_dir",)
+# ... except these keys, which only say where things are or how fast they are made
+# (the batches are the same whatever their values).
+UNGUARDED_KEYS = ("data.tfds_data_dir", "data.prepared_dir", "data.prepare_workers",
+                  "data.prepare_unit_docs", "data.prepare_unit_bytes",
+                  "data.input_threads", "data.vocab_sample_bytes")
 # What a config saved before a key existed meant by leaving it out, where that is not
 # the key's default in experiments/base.py (a missing key otherwise means the default).
 IMPLIED_WHEN_ABSENT = {"model.vocab_pad_multiple": 1}

@@ -42,11 +42,15 @@ def test_model_or_data_change_is_refused_once_there_are_checkpoints(tmp_path):
                      match=r"model.hidden_size: 128 -> 256.*--allow_config_change"):
     workdir.check_config(wd, config(hidden_size=256))
   workdir.check_config(wd, config(hidden_size=256), allow_config_change=True)
-  # Budget, cadence and paths may change.
+  # Budget, cadence, paths and how fast the data are made may change.
   changed = config()
   changed["train"] = {"num_steps": 500, "log_every": 1}
-  changed["data"]["tfds_data_dir"] = "/elsewhere"
+  changed["data"].update(tfds_data_dir="/elsewhere", prepared_dir="/fast/disk",
+                         prepare_workers=8, input_threads=2)
   workdir.check_config(wd, changed)
+  changed["data"]["max_seq_len"] = 512  # but not what they are
+  with pytest.raises(workdir.WorkdirError, match="data.max_seq_len"):
+    workdir.check_config(wd, changed)
 
 
 def test_config_json_of_a_start_without_checkpoints_binds_nothing(tmp_path):
