@@ -196,8 +196,9 @@ def prepare(data_cfg, tokenizer, *, workers=None, process_index=0, process_count
       print(f"Prepared in {time.monotonic() - start:.0f} s", file=sys.stderr)
   if process_index == 0 and process_count == 1:
     write_manifest(directory, units, lambda split: (
-        f"Split {split!r} of {source.where()} has no usable text: delete that "
-        "directory to rebuild it, or use a non-empty split"))
+        f"Split {split!r} of {source.where()} has no usable text: point "
+        "config.data at a corpus with text in both splits (a TFDS dataset prepared "
+        "empty: delete its directory to rebuild it)"))
   return directory
 
 
