@@ -266,3 +266,12 @@ def test_prelm_prepare_command(tmp_path):
   assert finetune.returncode == 2
   assert "prepares a pre-training corpus; this experiment's task is 'classify'" in \
       finetune.stderr
+
+
+def test_a_corpus_smaller_than_one_batch_is_refused_before_the_workdir(
+    tmp_path, pydocs_data_dir, tiny_config):
+  from prelm_jax import train  # pylint: disable=g-import-not-at-top
+  config = tiny_config(pydocs_data_dir, batch_size=100_000)
+  with pytest.raises(errors.DataError, match="fewer than one batch of 100000"):
+    train.run(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()

@@ -102,6 +102,15 @@ class _Examples:
     out["example_weights"][row] = 1.0
 
 
+def check_enough_chunks(num_chunks, batch_size):
+  """A training split must fill one batch (the task checks it before the workdir)."""
+  if num_chunks < batch_size:
+    raise errors.DataError(
+        f"The training split has {num_chunks} chunks (sentence pairs), fewer than "
+        f"one batch of {batch_size}: use a larger corpus, or a smaller "
+        "--config.train.batch_size")
+
+
 def sentence_objective(data_cfg):
   """config.data.sentence_objective; "nsp" for configs saved before the key existed."""
   return data_cfg.get("sentence_objective", "nsp")
@@ -200,11 +209,7 @@ class PretrainData:
     self.batch_size = batch_size
     self.seed = seed
     self.num_chunks = len(self._examples.chunks)
-    if self.num_chunks < batch_size:
-      raise errors.DataError(
-          f"The training split has {self.num_chunks} chunks (sentence pairs), fewer than "
-          f"one batch of {batch_size}: use a larger corpus, or a smaller "
-          "--config.train.batch_size")
+    check_enough_chunks(self.num_chunks, batch_size)
     self._orders = {}
 
   def _order(self, epoch):

@@ -130,6 +130,10 @@ class PretrainTask(base.Task):
     sources = mixture.sources(data)
     # train.py runs this on process 0 first: the others find the corpus prepared.
     directories = [prepare.prepare(cfg, tokenizer) for cfg, _ in sources]
+    if len(sources) == 1:  # before the workdir exists (a mixture's sources may be small)
+      pretrain.check_enough_chunks(
+          prepare.read_manifest(directories[0])["splits"]["train"]["chunks"],
+          self.config.train.batch_size)
     files = {}
     if len(sources) > 1:
       report = self._mixture_report(sources)
