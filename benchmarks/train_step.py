@@ -226,7 +226,7 @@ def ensure_hf_venv(venv=HF_VENV, jax_extra=""):
 
 def start_peer(name, config, args):
   device = "cuda" if args.platform == "gpu" else "cpu"
-  spec = peer_spec(config, device)
+  spec = dict(peer_spec(config, device), torch_threads=args.torch_threads)
   if name == "torch":
     return Peer(name, sys.executable, "torch_step.py", spec)
   if name == "hf_flax":
@@ -291,7 +291,8 @@ def measure_config(name, args, peak_flops, peak_source):
         f"{p}_max_rss_bytes": system.max_rss_bytes(), f"{p}_last_loss": system.loss})
     if p != "prelm":
       result[f"{p}_versions"] = {k: system.info[k] for k in
-                                 ("jax", "torch", "transformers") if k in system.info}
+                                 ("jax", "torch", "transformers", "threads")
+                                 if k in system.info}
   result["mfu"] = result["prelm_mfu"]
   for peer in ("hf_flax", "torch"):
     result.setdefault(f"{peer}_tokens_per_s", None)
@@ -310,6 +311,8 @@ def main(argv=None):
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--dtype", default="float32", help="compute dtype: float32|bfloat16")
   parser.add_argument("--peers", default="hf_flax,torch", help="comma list; '' for none")
+  parser.add_argument("--torch-threads", type=int, default=0,
+                      help="torch.set_num_threads in the torch peer (0: torch's default)")
   parser.add_argument("--peak-sizes", default="2048,4096")
   parser.add_argument("--hf-venv", default=str(HF_VENV))
   parser.add_argument("--no-install", action="store_true",

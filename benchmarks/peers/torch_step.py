@@ -18,6 +18,10 @@ def main():
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   torch.manual_seed(spec["seed"])
+  if spec.get("torch_threads"):
+    # On a loaded machine torch's intra-op threads can wait on each other (a 2-thread
+    # tiny step went from 0.06 s to 1.5 s); an idle machine wants the default.
+    torch.set_num_threads(spec["torch_threads"])
   config = transformers.BertConfig(
       vocab_size=spec["vocab_size"], hidden_size=spec["hidden_size"],
       num_hidden_layers=spec["num_layers"], num_attention_heads=spec["num_heads"],
