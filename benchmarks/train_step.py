@@ -35,7 +35,6 @@ import json
 import os
 import pathlib
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import peak as peak_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from peers import common as peers_common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 PEERS = REPO / "benchmarks" / "peers"
 HF_VENV = REPO / "benchmarks" / ".venv-hf-flax"
@@ -129,7 +129,12 @@ class Prelm:
     return times
 
   def max_rss_bytes(self):
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return peers_common.max_rss_bytes()
+
+  def device_peak_bytes(self):
+    import jax  # pylint: disable=g-import-not-at-top
+    stats = jax.devices()[0].memory_stats()  # None on CPU
+    return stats and stats.get("peak_bytes_in_use")
 
   def close(self):
     pass
@@ -175,10 +180,14 @@ class Peer:
     self.proc.stdin.flush()
     reply = self._reply("times")
     self.loss, self.rss = reply["loss"], reply["max_rss_bytes"]
+    self.device_peak = reply.get("device_peak_bytes")
     return reply["times"]
 
   def max_rss_bytes(self):
     return self.rss
+
+  def device_peak_bytes(self):
+    return self.device_peak
 
   def close(self):
     if self.proc.poll() is None:
@@ -288,7 +297,8 @@ def measure_config(name, args, peak_flops, peak_source):
         f"{p}_sequences_per_s": args.batch / step_s,
         f"{p}_mfu": flops / (step_s * peak_flops),
         f"{p}_first_step_s": system.info["first_step_s"],
-        f"{p}_max_rss_bytes": system.max_rss_bytes(), f"{p}_last_loss": system.loss})
+        f"{p}_max_rss_bytes": system.max_rss_bytes(),
+        f"{p}_device_peak_bytes": system.device_peak_bytes(), f"{p}_last_loss": system.loss})
     if p != "prelm":
       result[f"{p}_versions"] = {k: system.info[k] for k in
                                  ("jax", "torch", "transformers", "threads")

@@ -6,7 +6,7 @@ type_vocab_size, dropout_rate, attention_dropout_rate, seq_len, batch_size,
 predictions, dtype, learning_rate, seed}. It builds its model, optimizer and batch,
 runs one step (compile/warm-up) and prints {"ready": true, "setup_s", "first_step_s",
 ...} as one JSON line. Then for each line "K" on stdin it runs K steps and prints
-{"times": [K per-step seconds], "loss": last loss, "max_rss_bytes": ...}; EOF ends it.
+{"times": [K per-step seconds], "loss": last loss, "max_rss_bytes", "device_peak_bytes"}; EOF ends it.
 """
 import json
 import resource
@@ -41,27 +41,39 @@ def random_batch(spec):
 
 
 def max_rss_bytes():
+  """This process's peak resident memory. /proc's VmHWM belongs to this program alone;
+  getrusage's ru_maxrss would carry over the parent's peak across fork + exec."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) * 1024  # kB
+  except OSError:
+    pass
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def serve(step, setup_s, **info):
+def serve(step, setup_s, device_peak=None, **info):
   """Runs the first step, says ready, then K timed steps per stdin line.
 
   Args:
     step: () -> loss as a Python float (must wait for the device).
     setup_s: seconds spent building the model, optimizer and batch.
+    device_peak: () -> peak accelerator bytes in use, or None (CPU).
     **info: more fields for the ready line.
   """
+  peak = device_peak or (lambda: None)
   start = time.perf_counter()
   loss = step()
   print(json.dumps({"ready": True, "setup_s": setup_s,
                     "first_step_s": time.perf_counter() - start, "loss": loss,
-                    "max_rss_bytes": max_rss_bytes(), **info}), flush=True)
+                    "max_rss_bytes": max_rss_bytes(), "device_peak_bytes": peak(),
+                    **info}), flush=True)
   for line in sys.stdin:
     times = []
     for _ in range(int(line)):
       start = time.perf_counter()
       loss = step()
       times.append(time.perf_counter() - start)
-    print(json.dumps({"times": times, "loss": loss, "max_rss_bytes": max_rss_bytes()}),
-          flush=True)
+    print(json.dumps({"times": times, "loss": loss, "max_rss_bytes": max_rss_bytes(),
+                      "device_peak_bytes": peak()}), flush=True)

@@ -66,7 +66,11 @@ def main():
     carry["step"] += 1
     return float(loss)  # waits for the step
 
-  common.serve(step, time.perf_counter() - start, jax=jax.__version__,
+  def device_peak():
+    stats = jax.devices()[0].memory_stats()  # None on CPU
+    return stats and stats.get("peak_bytes_in_use")
+
+  common.serve(step, time.perf_counter() - start, device_peak=device_peak, jax=jax.__version__,
                transformers=transformers.__version__,
                device_kind=jax.devices()[0].device_kind)
 

@@ -44,7 +44,8 @@ def main():
     opt.zero_grad(set_to_none=True)
     return float(loss.detach())  # waits for the step
 
-  common.serve(step, time.perf_counter() - start, torch=torch.__version__,
+  peak = torch.cuda.max_memory_allocated if device == "cuda" else None
+  common.serve(step, time.perf_counter() - start, device_peak=peak, torch=torch.__version__,
                transformers=transformers.__version__, threads=torch.get_num_threads())
 
 
