@@ -23,12 +23,7 @@ FIELDS = ("config", "seq_len", "batch_size", "prelm_tokens_per_s", "hf_flax_toke
 
 
 def _torch_importable():
-  try:
-    import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-    import transformers  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    return False
-  return True
+  return all(importlib.util.find_spec(m) for m in ("torch", "transformers"))
 
 
 def test_prelm_and_torch_steps_are_timed_and_written(tmp_path):
