@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 WORKDIR ?= runs/bert_tiny_pydocs
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-faults install clean-venv
+.PHONY: demo test test-faults install clean-venv bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,11 @@ test-faults: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The train step of prelm_jax vs HuggingFace FlaxBertForPreTraining and PyTorch
+# BertForPreTraining on this machine's CPU (benchmarks/train_step.py; the HF-Flax peer's
+# venv, benchmarks/.venv-hf-flax, is made on first use). Run it on an idle machine.
+# BENCH_ARGS, e.g. "--configs bert_small --batch 8 --steps 2", shrinks it.
+BENCH_ARGS ?=
+bench: $(HF_STAMP)
+	$(BIN)/python benchmarks/train_step.py --out benchmarks/results/cpu.json $(BENCH_ARGS)

@@ -73,38 +73,46 @@ def total_bytes(abstract_tree):
   return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(abstract_tree))
 
 
-def compile_plan(config, num_devices):
-  """Compiles the train step on this process's first num_devices devices.
+def compile_step(config, mesh):
+  """Lowers and compiles the train step for `mesh` exactly as train.run jits it.
 
   Returns:
-    A JSON-able dict of per-device bytes, FLOPs and timings.
+    A dict: compiled (callable as compiled(state, batch)), abstract (the state's
+    ShapeDtypeStructs), batch (the batch's), init (the state's init fn, boxed),
+    shardings (the state's), task, model, tx, seconds (lowering + compiling).
   """
   import time  # pylint: disable=g-import-not-at-top
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   from prelm_jax import optim, sharding, state, tasks, validation  # pylint: disable=g-import-not-at-top
-  mesh = sharding.create_mesh(config.mesh, devices=jax.devices()[:num_devices])
   validation.check(config, mesh)
   task = tasks.get(config)
   model = task.build_model(config.data.vocab_size)
   tx, schedule = optim.make_optimizer(config.optim, config.train.num_steps, config.model.num_layers)
   start = time.perf_counter()
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.config_rules(config)):
-    abstract, shardings, _ = state.abstract_state_and_shardings(task, model, tx, mesh)
+    abstract, shardings, init = state.abstract_state_and_shardings(task, model, tx, mesh)
     batch = task.abstract_batch(sharding.batch_sharding(mesh))
     step_fn = state.jit_train_step(task, model, tx, schedule, shardings, mesh)
-    lowered = step_fn.lower(abstract, batch)
-    compiled = lowered.compile()
-  seconds = time.perf_counter() - start
+    compiled = step_fn.lower(abstract, batch).compile()
+  return dict(compiled=compiled, abstract=abstract, batch=batch, init=init,
+              shardings=shardings, task=task, model=model, tx=tx,
+              seconds=time.perf_counter() - start)
+
+
+def compile_report(config, mesh, step):
+  """compile_step's result as a JSON-able dict of per-device bytes, FLOPs and timings."""
+  import jax  # pylint: disable=g-import-not-at-top
+  compiled, abstract, batch = step["compiled"], step["abstract"], step["batch"]
   memory = compiled.memory_analysis()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(abstract.params))
-  simple, detailed = task.analytic_flops(num_params)
+  simple, detailed = step["task"].analytic_flops(num_params)
   mem = {k: int(getattr(memory, f"{k}_size_in_bytes", 0) or 0)
          for k in ("argument", "output", "alias", "temp", "generated_code")}
   return {
-      "devices": num_devices, "platform": jax.devices()[0].platform,
+      "devices": mesh.size, "platform": jax.devices()[0].platform,
       "mesh": dict(mesh.shape), "num_params": int(num_params),
       "params_bytes_total": total_bytes(abstract.params),
       "opt_state_bytes_total": total_bytes(abstract.opt_state),
@@ -116,12 +124,24 @@ def compile_plan(config, num_devices):
       "peak_bytes_per_device": mem["argument"] + mem["output"] - mem["alias"] + mem["temp"],
       "flops_per_device_compiled": float(cost.get("flops", 0.0)) if cost else 0.0,
       "flops_per_step_6nt": float(simple), "flops_per_step_analytic": float(detailed),
-      "compile_seconds": seconds,
+      "compile_seconds": step["seconds"],
       "loops": " and ".join(
           name for name, on in (("scan_layers", config.model.scan_layers),
                                 ("grad_accum_steps > 1", config.train.grad_accum_steps > 1))
           if on),
   }
+
+
+def compile_plan(config, num_devices):
+  """Compiles the train step on this process's first num_devices devices.
+
+  Returns:
+    A JSON-able dict of per-device bytes, FLOPs and timings (compile_report).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from prelm_jax import sharding  # pylint: disable=g-import-not-at-top
+  mesh = sharding.create_mesh(config.mesh, devices=jax.devices()[:num_devices])
+  return compile_report(config, mesh, compile_step(config, mesh))
 
 
 def plan(config, num_devices):

@@ -58,6 +58,12 @@ def abstract_state_and_shardings(task, model, tx, mesh):
   return abstract, shardings, init
 
 
+def fresh_state(init, shardings, seed):
+  """A new state, created already sharded: each device materialises only its own shards."""
+  return jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=shardings)(
+      jax.random.PRNGKey(seed))
+
+
 def jit_train_step(task, model, tx, schedule, state_shardings, mesh, *,
                    compiler_options=None):
   """The jitted train step, state donated: train.run, `prelm plan` and the tests
@@ -100,9 +106,7 @@ def create_or_restore(task, model, tx, mesh, mngr, vocab_size):
         say(f"Moved the later checkpoints {moved} to "
             f"{checkpoint_guard.SET_ASIDE_DIR}/ (kept, not deleted)")
     return state, shardings
-  # Created already sharded: each device materialises only its own shards.
-  state = jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=shardings)(
-      jax.random.PRNGKey(config.seed))
+  state = fresh_state(init, shardings, config.seed)
   if config.get("init_from") and config.get("init_params", True):
     state = state.replace(params=load_pretrained_encoder(config, state.params, abstract))
   return state, shardings
