@@ -5,8 +5,18 @@ scalars. Summing these over micro-batches, devices or eval batches and then
 dividing (loss_sum / weight_sum, correct_sum / weight_sum) gives the exact
 mean over real examples, which per-batch means would not.
 """
+import jax
 import jax.numpy as jnp
-import optax
+
+
+def _cross_entropy(logits, labels):
+  """optax.softmax_cross_entropy_with_integer_labels, with the label's logit picked
+  by a one-hot select instead of take_along_axis: the gradient is then one fused
+  elementwise pass (softmax - onehot) instead of a scatter into a [B, P, V] zero
+  tensor and a copy, ~5% of a bert_small train step on CPU."""
+  one_hot = labels[..., None] == jnp.arange(logits.shape[-1])
+  label_logits = jnp.sum(jnp.where(one_hot, logits, 0.0), axis=-1)
+  return jax.nn.logsumexp(logits, axis=-1) - label_logits
 
 
 def _weighted_sums(logits, labels, weights):
@@ -15,7 +25,7 @@ def _weighted_sums(logits, labels, weights):
   # Padding slots may hold any label (-1, V, ...): an out-of-range label gives
   # a NaN cross-entropy, and NaN * 0 is NaN, so point them at class 0.
   labels = jnp.where(weights > 0, labels, 0)
-  xent = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  xent = _cross_entropy(logits, labels)
   correct = jnp.argmax(logits, axis=-1) == labels
   return dict(
       loss_sum=jnp.sum(xent * weights),

@@ -133,6 +133,50 @@ def test_bfloat16_compute_keeps_float32_params_and_logits():
   assert seq.dtype == pooled.dtype == jnp.bfloat16
 
 
+def test_gelu_and_its_gradient_equal_flax_exact_gelu():
+  # layers.gelu uses erf (fast on CPU), flax's exact gelu erfc: the same function.
+  x = jnp.linspace(-12.0, 12.0, 4001)
+  np.testing.assert_allclose(layers.gelu(x), nn.gelu(x, approximate=False),
+                             rtol=1e-6, atol=1e-6)
+  grad = lambda f: jax.vmap(jax.grad(f))(x)
+  np.testing.assert_allclose(grad(layers.gelu), grad(lambda v: nn.gelu(v, approximate=False)),
+                             rtol=1e-5, atol=1e-6)
+  # Far from the tanh approximation, which differs by ~1e-3 near |x| = 2.
+  assert np.abs(layers.gelu(x) - nn.gelu(x, approximate=True)).max() > 1e-4
+
+
+def test_mlm_logits_at_masked_positions_equal_the_full_sequence_logits_there():
+  # The head scores only the P masked rows (a speed lever): those logits, and so the
+  # loss, are the full-sequence logits picked at the same positions.
+  model, variables = model_and_variables()
+  ids, types, mask, positions = make_batch([5, 8], 8)
+  apply = jax.jit(lambda v, pos: model.apply(v, ids, types, mask, pos)[0])
+  masked, full = apply(variables, positions), apply(variables, None)
+  assert full.shape[1] == 8 and masked.shape[1] == positions.shape[1]
+  picked = np.take_along_axis(np.asarray(full), positions[..., None], axis=1)
+  np.testing.assert_allclose(masked, picked, rtol=1e-5, atol=1e-5)
+  labels, weights = ids[np.arange(2)[:, None], positions], np.ones(positions.shape)
+  np.testing.assert_allclose(losses.mlm_loss(masked, labels, weights)['loss_sum'],
+                             losses.mlm_loss(picked, labels, weights)['loss_sum'], rtol=1e-6)
+
+
+def test_bfloat16_compute_agrees_with_float32_within_bfloat16_precision():
+  # bf16 compute (f32 params, f32 logits) is a speed lever on accelerators: same
+  # weights, so the logits differ only by bf16 rounding (8 bits of mantissa).
+  batch = make_batch([5, 8], 8)
+  f32, variables = model_and_variables()
+  bf16 = build_model(small_config(dtype='bfloat16'), VOCAB)
+  (mlm32, nsp32), _ = jit_forward(f32)(variables, batch)
+  (mlm16, nsp16), _ = jit_forward(bf16)(variables, batch)
+  scale = np.abs(np.asarray(mlm32)).max()
+  err = np.abs(np.asarray(mlm16) - np.asarray(mlm32)).max() / scale
+  assert 1e-5 < err < 0.05, err  # really computed in bf16, and close
+  np.testing.assert_allclose(nsp16, nsp32, atol=0.05 * np.abs(np.asarray(nsp32)).max())
+  labels = batch[0][np.arange(2)[:, None], batch[3]]
+  loss = lambda m: float(losses.mlm_loss(m, labels, np.ones(labels.shape))['loss_sum'])
+  assert loss(mlm16) == pytest.approx(loss(mlm32), rel=0.02)
+
+
 def test_post_ln_and_pre_ln_both_run_and_differ():
   batch = make_batch([5, 8], 8)
   outs = {}

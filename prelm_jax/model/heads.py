@@ -35,13 +35,13 @@ class MlmHead(nn.Module):
 
     Returns:
       float32 logits [B, P, V] (V: the padded vocabulary; padding rows score
-      float32's minimum).
+      about layers.MASK_VALUE, so their softmax is exactly 0).
     """
     cfg = self.config
     x = (sequence_output if mlm_positions is None
          else gather_positions(sequence_output, mlm_positions))
     x = layers.dense(cfg, cfg.hidden_size, ('embed', None), 'transform')(x)
-    x = nn.gelu(x, approximate=False)
+    x = layers.gelu(x)
     x = layers.layer_norm(cfg, 'layer_norm')(x)
     # Accumulate in float32 even for bfloat16 compute: logits feed a softmax
     # over ~30k entries.
@@ -54,10 +54,13 @@ class MlmHead(nn.Module):
                         preferred_element_type=jnp.float32)
     bias = self.param('output_bias', layers.zeros_init(('vocab',)),
                       (cfg.padded_vocab_size,), cfg.params_dtype)
-    logits = logits + bias.astype(jnp.float32)
+    bias = bias.astype(jnp.float32)
     if cfg.padded_vocab_size > cfg.vocab_size:  # padding rows: probability 0
+      # Added, not selected with jnp.where: the backward pass of an add is the
+      # identity, where a select costs a pass over the [B, P, V] gradient.
       real = jnp.arange(cfg.padded_vocab_size) < cfg.vocab_size
-      logits = jnp.where(real, logits, jnp.finfo(jnp.float32).min)
+      bias = bias + jnp.where(real, 0.0, layers.MASK_VALUE)
+    logits = logits + bias
     return nn.with_logical_constraint(
         logits, ('activation_batch', 'activation_length', 'activation_vocab'))
 

@@ -23,6 +23,16 @@ BLM = ('activation_batch', 'activation_length', 'activation_mlp')
 MASK_VALUE = -1e9
 
 
+def gelu(x):
+  """BERT's GELU, the exact form x * Phi(x) = x/2 * (1 + erf(x / sqrt 2)).
+
+  Not flax's nn.gelu(approximate=False), which computes the same function through
+  erfc: on CPU, XLA's erfc is ~9x slower than erf (about 0.6 s of BERT-base's
+  train step at seq 128, batch 32) while the two agree within 1e-6.
+  """
+  return 0.5 * x * (1 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))
+
+
 def kernel_init(config, names):
   """Truncated-normal(initializer_range) initializer with logical axis names."""
   return nn.with_logical_partitioning(
@@ -257,11 +267,10 @@ class FeedForward(nn.Module):
       # columns, and the split needs no communication.
       h = EinsumDense(cfg, 'ble,egm->blgm', (cfg.hidden_size, 2, cfg.mlp_dim),
                       ('embed', None, 'mlp'), bias_rank=2, name='wi')(x)
-      h = nn.gelu(h[..., 0, :], approximate=False) * h[..., 1, :]
+      h = gelu(h[..., 0, :]) * h[..., 1, :]
     else:
       h = dense(cfg, cfg.mlp_dim, ('embed', 'mlp'), 'wi')(x)
-      # BERT's GELU is the exact erf form, not the tanh approximation.
-      h = nn.gelu(h, approximate=False)
+      h = gelu(h)
     h = nn.with_logical_constraint(h, BLM)
     out = dense(cfg, cfg.hidden_size, ('mlp', 'embed'), 'wo')(h)
     return nn.with_logical_constraint(out, BLE)
