@@ -27,7 +27,8 @@ dtype; GPU/TPU: the published dense bf16 peak).
   python benchmarks/train_step.py --configs bert_tiny --seq 32 --batch 2 --steps 2 \
       --rounds 1 --peers torch --out /tmp/bench.json        # a quick check
 
-Writes --out (default benchmarks/results/cpu.json): a list, one object per config.
+Writes --out (default benchmarks/results/cpu.json): a list, one object per config, and
+the same figures as a markdown table beside it (cpu.md), also printed.
 """
 import argparse
 import datetime
@@ -344,12 +345,43 @@ def main(argv=None):
     result.update(stamp)
     results.append(result)
     print(summary_line(result))
+  table = markdown_table(results)
+  print(table)
   if args.out:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
       json.dump(results, f, indent=1)
       f.write("\n")
+    with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
+      f.write(table)
   return results
+
+
+def markdown_table(results):
+  """README's table: tokens/s of each system, prelm's ratio to each peer, and MFU."""
+  def rate(r, p):
+    v = r.get(f"{p}_tokens_per_s")
+    return f"{v:,.0f}" if v else "-"
+
+  def ratio(r, p):
+    v = r.get(f"prelm_over_{p}")
+    return f"{v:.2f}x" if v else "-"
+
+  first = results[0] if results else {}
+  lines = [f"{first.get('date', '')}, {first.get('machine', '')} "
+           f"({first.get('device_kind', '')}), jax {first.get('jax', '')}; "
+           "tokens/s of the full train step (median after warm-up, systems interleaved)",
+           "",
+           "| config | seq | batch | dtype | prelm | HF Flax | PyTorch | prelm / HF Flax "
+           "| prelm / PyTorch | MFU | peak TFLOP/s | compile s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for r in results:
+    lines.append(
+        f"| {r['config']} | {r['seq_len']} | {r['batch_size']} | {r['dtype']} "
+        f"| {rate(r, 'prelm')} | {rate(r, 'hf_flax')} | {rate(r, 'torch')} "
+        f"| {ratio(r, 'hf_flax')} | {ratio(r, 'torch')} | {100 * r['mfu']:.1f}% "
+        f"| {r['peak_flops'] / 1e12:.3f} | {r['prelm_compile_s']:.1f} |")
+  return "\n".join(lines) + "\n"
 
 
 def summary_line(r):
