@@ -29,7 +29,7 @@ import train_step  # pylint: disable=g-import-not-at-top  (benchmarks/ is on sys
 # the XLA op name (dot, or a library "ynn"/"xnn"/"onednn" fusion around a dot) first.
 PARTS = (
     ("dropout (mask RNG, select, scale)", r"Dropout|bernoulli"),
-    ("GELU", r"/mlp/(erf|mul|add|gelu)|transform/|\berf"),
+    ("GELU", r"/mlp/(erf|mul|add|gelu)|\berf"),
     ("LayerNorm", r"layer_norm"),
     ("attention softmax and mask", r"attention/(exp|reduce_max|reduce_sum|sub|div|add|select)"),
     ("MLM head and loss (non-matmul)", r"mlm_head|log_softmax|logsumexp|reduce|exp"),

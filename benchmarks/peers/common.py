@@ -20,6 +20,18 @@ def spec_from_argv():
   return json.loads(sys.argv[1])
 
 
+def bert_config(spec):
+  """transformers.BertConfig's arguments for the spec's shapes (exact GELU, as prelm)."""
+  return dict(
+      vocab_size=spec["vocab_size"], hidden_size=spec["hidden_size"],
+      num_hidden_layers=spec["num_layers"], num_attention_heads=spec["num_heads"],
+      intermediate_size=spec["mlp_dim"], hidden_act="gelu",
+      hidden_dropout_prob=spec["dropout_rate"],
+      attention_probs_dropout_prob=spec["attention_dropout_rate"],
+      max_position_embeddings=spec["max_position_embeddings"],
+      type_vocab_size=spec["type_vocab_size"])
+
+
 def random_batch(spec):
   """Random tokens with no padding, as HF's BertForPreTraining takes them.
 

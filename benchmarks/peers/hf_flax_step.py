@@ -21,14 +21,7 @@ def main():
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
-  config = transformers.BertConfig(
-      vocab_size=spec["vocab_size"], hidden_size=spec["hidden_size"],
-      num_hidden_layers=spec["num_layers"], num_attention_heads=spec["num_heads"],
-      intermediate_size=spec["mlp_dim"], hidden_act="gelu",
-      hidden_dropout_prob=spec["dropout_rate"],
-      attention_probs_dropout_prob=spec["attention_dropout_rate"],
-      max_position_embeddings=spec["max_position_embeddings"],
-      type_vocab_size=spec["type_vocab_size"])
+  config = transformers.BertConfig(**common.bert_config(spec))
   # dtype is the compute dtype; params stay f32 (as prelm's param_dtype).
   model = transformers.FlaxBertForPreTraining(
       config, seed=spec["seed"], dtype=jnp.dtype(spec["dtype"]),

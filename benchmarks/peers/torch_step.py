@@ -22,14 +22,7 @@ def main():
     # On a loaded machine torch's intra-op threads can wait on each other (a 2-thread
     # tiny step went from 0.06 s to 1.5 s); an idle machine wants the default.
     torch.set_num_threads(spec["torch_threads"])
-  config = transformers.BertConfig(
-      vocab_size=spec["vocab_size"], hidden_size=spec["hidden_size"],
-      num_hidden_layers=spec["num_layers"], num_attention_heads=spec["num_heads"],
-      intermediate_size=spec["mlp_dim"], hidden_act="gelu",
-      hidden_dropout_prob=spec["dropout_rate"],
-      attention_probs_dropout_prob=spec["attention_dropout_rate"],
-      max_position_embeddings=spec["max_position_embeddings"],
-      type_vocab_size=spec["type_vocab_size"])
+  config = transformers.BertConfig(**common.bert_config(spec))
   device = "cuda" if spec.get("device") == "cuda" else "cpu"
   model = transformers.BertForPreTraining(config).to(device).train()
   opt = torch.optim.AdamW(model.parameters(), lr=spec["learning_rate"], weight_decay=0.01)
