@@ -83,3 +83,22 @@ def test_gpu_script_parses_and_names_what_it_writes():
   text = script.read_text()
   for needle in ("train_step.py", "bert_base", "bert_large", "bfloat16", "512"):
     assert needle in text, needle
+
+
+def test_profile_sums_the_traced_step_by_model_part(tmp_path):
+  spec = importlib.util.spec_from_file_location(
+      "bench_profile_step", REPO / "benchmarks" / "profile_step.py")
+  profile = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(profile)
+  out = tmp_path / "profile.json"
+  result = profile.main(["--config", "bert_tiny", "--seq", "32", "--batch", "2",
+                         "--steps", "1", "--trace-dir", str(tmp_path / "trace"),
+                         "--out", str(out)])
+  assert json.loads(out.read_text())["parts"] == result["parts"]
+  parts = result["parts"]
+  # Every op lands in one part; the matmuls and the dropout are found by their names.
+  assert sum(p["share"] for p in parts.values()) == pytest.approx(1.0)
+  assert parts["matmuls (forward and backward)"]["share"] > 0.05
+  assert parts["dropout (mask RNG, select, scale)"]["seconds_per_step"] > 0
+  assert parts["AdamW update and step bookkeeping"]["seconds_per_step"] > 0
+  assert sum(result["threads_busy"].values()) == pytest.approx(1.0)
