@@ -108,6 +108,7 @@ def main(argv=None):
   parser.add_argument("--trace-dir", default=None)
   parser.add_argument("--out", default=None, help="JSON file (default: print only)")
   args = parser.parse_args(argv)
+  train_step.require_configs([args.config])
   import jax  # pylint: disable=g-import-not-at-top
   system = train_step.Prelm(train_step.bench_config(args.config, args.seq, args.batch,
                                                     args.dtype))

@@ -69,6 +69,17 @@ def bench_config(name, seq_len, batch_size, dtype="float32"):
   return config
 
 
+def require_configs(names):
+  """Exits with one line (status 2) before any work when an experiment name is unknown."""
+  from prelm_jax import registry  # pylint: disable=g-import-not-at-top
+  for name in names:
+    try:
+      registry.load(name)
+    except ValueError as e:
+      print(f"{os.path.basename(sys.argv[0])}: {e}", file=sys.stderr)
+      sys.exit(2)
+
+
 def random_batch(task, seed=0):
   """A host batch following task.batch_spec(): random tokens, no padding, every masked
   position real (mlm_weights 1), NSP labels 0/1."""
@@ -340,6 +351,7 @@ def main(argv=None):
   parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cpu.json"))
   args = parser.parse_args(argv)
   args.peers = [p for p in args.peers.split(",") if p]
+  require_configs(args.configs.split(","))
   import jax  # pylint: disable=g-import-not-at-top
   args.platform = jax.devices()[0].platform
   peak_flops, peak_source = peak_lib.peak(

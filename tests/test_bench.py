@@ -102,3 +102,12 @@ def test_profile_sums_the_traced_step_by_model_part(tmp_path):
   assert parts["dropout (mask RNG, select, scale)"]["seconds_per_step"] > 0
   assert parts["AdamW update and step bookkeeping"]["seconds_per_step"] > 0
   assert sum(result["threads_busy"].values()) == pytest.approx(1.0)
+
+
+def test_unknown_config_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
+  out = tmp_path / "bench.json"
+  with pytest.raises(SystemExit) as exit_info:
+    bench.main(["--configs", "bert_tiny,bert_tnyi", "--peers", "", "--out", str(out)])
+  assert exit_info.value.code == 2 and not out.exists()
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "unknown experiment 'bert_tnyi'" in err[0]
